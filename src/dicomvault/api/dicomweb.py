@@ -1,0 +1,392 @@
+"""DICOMweb (PS3.18) under /dicom-web: thin routes — parse, call, respond."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import Response, StreamingResponse
+
+from dicomvault.api import negotiation
+from dicomvault.api.deps import get_scope, get_services
+from dicomvault.api.multipart import multipart_stream, new_boundary
+from dicomvault.api.stow import store_request
+from dicomvault.bootstrap import Services
+from dicomvault.dicom.attributes import Level
+from dicomvault.dicom.uids import is_valid_uid
+from dicomvault.errors import BadRequest, NotAcceptable
+from dicomvault.index.repository import StoredInstance
+from dicomvault.index.scope import Scope
+from dicomvault.query.qido import parse_qido_request
+from dicomvault.query.service import run_query
+from dicomvault.retrieve.service import Frame, parse_frame_list
+from dicomvault.retrieve.syntaxes import EXPLICIT_VR_LITTLE_ENDIAN, frame_media_type, is_native
+from dicomvault.retrieve.transcode import to_explicit_little_endian
+
+DICOM_JSON = "application/dicom+json"
+router = APIRouter()
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ScopeDep = Annotated[Scope, Depends(get_scope)]
+
+
+def _uid(value: str, name: str) -> str:
+    if not is_valid_uid(value):
+        raise BadRequest(f"{name} is not a valid UID")
+    return value
+
+
+StudyUID = Annotated[str, Path(description="StudyInstanceUID")]
+SeriesUID = Annotated[str, Path(description="SeriesInstanceUID")]
+SOPUID = Annotated[str, Path(description="SOPInstanceUID")]
+
+
+def base_url(services: Services, request: Request) -> str:
+    """The configured public base of DICOMweb — never the Host header."""
+    return (
+        services.settings.effective_public_base_url
+        + request.scope.get("root_path", "")
+        + ("/dicom-web")
+    )
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=DICOM_JSON)
+
+
+# -- STOW-RS ---------------------------------------------------------------------------------------
+_STOW_DOC = (
+    'Store instances (PS3.18 10.5). Body: multipart/related; type="application/dicom" with any '
+    "number of parts, or one application/dicom. 200 all stored, 202 some failed, 409 none stored "
+    "(or study mismatch), 400 unparseable, 413 too large, 415 wrong media type."
+)
+
+
+@router.post("/studies", summary="STOW-RS", description=_STOW_DOC)
+async def stow(request: Request, services: ServicesDep, scope: ScopeDep) -> Response:
+    report = await store_request(request, services.ingestor, scope, None)
+    return _json(report.to_json(base_url(services, request), None), report.status_code)
+
+
+@router.post("/studies/{study}", summary="STOW-RS into a study", description=_STOW_DOC)
+async def stow_study(
+    study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    _uid(study, "StudyInstanceUID")
+    report = await store_request(request, services.ingestor, scope, study)
+    return _json(report.to_json(base_url(services, request), study), report.status_code)
+
+
+# -- QIDO-RS ---------------------------------------------------------------------------------------
+async def _qido(
+    request: Request,
+    services: ServicesDep,
+    scope: Scope,
+    level: Level,
+    study: str | None = None,
+    series: str | None = None,
+) -> Response:
+    if not negotiation.accepts_json(request.headers.get("accept")):
+        raise NotAcceptable("QIDO-RS answers application/dicom+json")
+    settings = services.settings
+    query = parse_qido_request(
+        level,
+        request.query_params.multi_items(),
+        study_uid=study,
+        series_uid=series,
+        default_limit=settings.qido_default_limit,
+        max_limit=settings.qido_max_limit,
+    )
+    results = await run_query(services.db, scope, query, base_url(services, request))
+    return _json(results)
+
+
+@router.get("/studies", summary="QIDO-RS: search for studies")
+async def search_studies(request: Request, services: ServicesDep, scope: ScopeDep) -> Response:
+    return await _qido(request, services, scope, Level.STUDY)
+
+
+@router.get("/series", summary="QIDO-RS: search for series")
+async def search_series(request: Request, services: ServicesDep, scope: ScopeDep) -> Response:
+    return await _qido(request, services, scope, Level.SERIES)
+
+
+@router.get("/instances", summary="QIDO-RS: search for instances")
+async def search_instances(request: Request, services: ServicesDep, scope: ScopeDep) -> Response:
+    return await _qido(request, services, scope, Level.INSTANCE)
+
+
+@router.get("/studies/{study}/series", summary="QIDO-RS: search for series of a study")
+async def search_study_series(
+    study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _qido(request, services, scope, Level.SERIES, _uid(study, "StudyInstanceUID"))
+
+
+@router.get("/studies/{study}/instances", summary="QIDO-RS: search for instances of a study")
+async def search_study_instances(
+    study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _qido(request, services, scope, Level.INSTANCE, _uid(study, "StudyInstanceUID"))
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances",
+    summary="QIDO-RS: search for instances of a series",
+)
+async def search_series_instances(
+    study: StudyUID, series: SeriesUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _qido(
+        request,
+        services,
+        scope,
+        Level.INSTANCE,
+        _uid(study, "StudyInstanceUID"),
+        _uid(series, "SeriesInstanceUID"),
+    )
+
+
+# -- WADO-RS: instances ----------------------------------------------------------------------------
+async def _retrieve(
+    request: Request,
+    services: Services,
+    scope: Scope,
+    study: str,
+    series: str | None = None,
+    sop: str | None = None,
+) -> Response:
+    choice = negotiation.choose_instance_format(
+        request.headers.get("accept"), single_allowed=sop is not None
+    )
+    _check_uids(study, series, sop)
+    instances = await services.retriever.instances(scope, study, series, sop)
+    if choice.transfer_syntax not in (negotiation.AS_STORED, EXPLICIT_VR_LITTLE_ENDIAN) and any(
+        i.transfer_syntax_uid != choice.transfer_syntax for i in instances
+    ):
+        raise NotAcceptable("the requested transfer syntax cannot be produced")
+    transcode = choice.transfer_syntax == EXPLICIT_VR_LITTLE_ENDIAN
+    if not choice.multipart:
+        instance = instances[0]
+        return StreamingResponse(
+            _instance_body(services, instance, transcode), media_type="application/dicom"
+        )
+    boundary = new_boundary()
+    part_type = "application/dicom"
+    if choice.transfer_syntax != negotiation.AS_STORED:
+        part_type += f"; transfer-syntax={choice.transfer_syntax}"
+
+    async def parts() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+        for instance in instances:
+            yield part_type, _instance_body(services, instance, transcode)
+
+    headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
+    return StreamingResponse(multipart_stream(boundary, parts()), headers=headers)
+
+
+async def _instance_body(
+    services: Services, instance: StoredInstance, transcode: bool
+) -> AsyncIterator[bytes]:
+    if transcode and instance.transfer_syntax_uid != EXPLICIT_VR_LITTLE_ENDIAN:
+        async with services.retriever.local_copy(instance) as path:
+            yield await anyio.to_thread.run_sync(to_explicit_little_endian, path)
+        return
+    async for chunk in services.retriever.blob_chunks(instance):
+        yield chunk
+
+
+def _check_uids(study: str, series: str | None, sop: str | None) -> None:
+    _uid(study, "StudyInstanceUID")
+    if series is not None:
+        _uid(series, "SeriesInstanceUID")
+    if sop is not None:
+        _uid(sop, "SOPInstanceUID")
+
+
+@router.get("/studies/{study}", summary="WADO-RS: retrieve a study")
+async def retrieve_study(
+    study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _retrieve(request, services, scope, study)
+
+
+@router.get("/studies/{study}/series/{series}", summary="WADO-RS: retrieve a series")
+async def retrieve_series(
+    study: StudyUID, series: SeriesUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _retrieve(request, services, scope, study, series)
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}", summary="WADO-RS: retrieve an instance"
+)
+async def retrieve_instance(
+    study: StudyUID,
+    series: SeriesUID,
+    sop: SOPUID,
+    request: Request,
+    services: ServicesDep,
+    scope: ScopeDep,
+) -> Response:
+    return await _retrieve(request, services, scope, study, series, sop)
+
+
+# -- WADO-RS: metadata -----------------------------------------------------------------------------
+async def _metadata(
+    request: Request,
+    services: Services,
+    scope: Scope,
+    study: str,
+    series: str | None = None,
+    sop: str | None = None,
+) -> Response:
+    if not negotiation.accepts_json(request.headers.get("accept")):
+        raise NotAcceptable("metadata is served as application/dicom+json")
+    _check_uids(study, series, sop)
+    body = await services.retriever.metadata(scope, base_url(services, request), study, series, sop)
+    return Response(body, media_type=DICOM_JSON)
+
+
+@router.get("/studies/{study}/metadata", summary="WADO-RS: study metadata")
+async def study_metadata(
+    study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _metadata(request, services, scope, study)
+
+
+@router.get("/studies/{study}/series/{series}/metadata", summary="WADO-RS: series metadata")
+async def series_metadata(
+    study: StudyUID, series: SeriesUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _metadata(request, services, scope, study, series)
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}/metadata",
+    summary="WADO-RS: instance metadata",
+)
+async def instance_metadata(
+    study: StudyUID,
+    series: SeriesUID,
+    sop: SOPUID,
+    request: Request,
+    services: ServicesDep,
+    scope: ScopeDep,
+) -> Response:
+    return await _metadata(request, services, scope, study, series, sop)
+
+
+# -- WADO-RS: frames and bulk data -----------------------------------------------------------------
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}",
+    summary="WADO-RS: frames (PS3.18 10.4.1.1.3)",
+)
+async def retrieve_frames(
+    study: StudyUID,
+    series: SeriesUID,
+    sop: SOPUID,
+    frames: str,
+    request: Request,
+    services: ServicesDep,
+    scope: ScopeDep,
+) -> Response:
+    choice = negotiation.choose_frame_format(request.headers.get("accept"))
+    numbers = parse_frame_list(frames)
+    _check_uids(study, series, sop)
+    instance = (await services.retriever.instances(scope, study, series, sop))[0]
+    stored_ts = instance.transfer_syntax_uid
+    stored_type = frame_media_type(stored_ts)
+    wants_native = choice.part_type == "application/octet-stream" and (
+        choice.transfer_syntax == EXPLICIT_VR_LITTLE_ENDIAN
+    )
+    if wants_native and not is_native(stored_ts):
+        data = await services.retriever.decoded_frames(instance, numbers)
+        part_type = f"application/octet-stream; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}"
+    elif choice.transfer_syntax in (negotiation.AS_STORED, stored_ts) or wants_native:
+        if choice.part_type not in ("*/*", "application/octet-stream", stored_type):
+            raise NotAcceptable(f"frames of this instance are {stored_type}")
+        data = await services.retriever.frames(instance, numbers)
+        family = "application/octet-stream" if is_native(stored_ts) else stored_type
+        if choice.part_type == "application/octet-stream":
+            family = "application/octet-stream"
+        part_type = f"{family}; transfer-syntax={stored_ts}"
+    else:
+        raise NotAcceptable("the requested transfer syntax cannot be produced")
+    return _frames_response(data, part_type)
+
+
+def _frames_response(frames: Sequence[Frame], part_type: str) -> Response:
+    boundary = new_boundary()
+    chunks: list[bytes] = []
+    for i, frame in enumerate(frames):
+        prefix = b"" if i == 0 else b"\r\n"
+        chunks.append(
+            prefix
+            + f"--{boundary}\r\nContent-Type: {part_type}\r\n"
+            f"Content-Location: frames/{frame.number}\r\n\r\n".encode()
+        )
+        chunks.append(frame.data)
+    chunks.append(f"\r\n--{boundary}--\r\n".encode())
+    outer = part_type.split(";")[0]
+    media = f'multipart/related; type="{outer}"; boundary={boundary}'
+    return Response(b"".join(chunks), headers={"Content-Type": media})
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{path:path}",
+    summary="WADO-RS: bulk data (BulkDataURI targets)",
+)
+async def retrieve_bulkdata(
+    study: StudyUID,
+    series: SeriesUID,
+    sop: SOPUID,
+    path: str,
+    request: Request,
+    services: ServicesDep,
+    scope: ScopeDep,
+) -> Response:
+    _check_uids(study, series, sop)
+    instance = (await services.retriever.instances(scope, study, series, sop))[0]
+    if path.upper().startswith("7FE00010"):
+        count = instance.number_of_frames or 1
+        data = await services.retriever.frames(instance, list(range(1, count + 1)))
+        ts = instance.transfer_syntax_uid
+        family = "application/octet-stream" if is_native(ts) else frame_media_type(ts)
+        return _frames_response(data, f"{family}; transfer-syntax={ts}")
+    value = await services.retriever.bulk_value(instance, path)
+    return _frames_response([Frame(1, value)], "application/octet-stream")
+
+
+# -- delete ----------------------------------------------------------------------------------------
+async def _delete(
+    services: Services, scope: Scope, study: str, series: str | None = None, sop: str | None = None
+) -> Response:
+    _check_uids(study, series, sop)
+    await services.deleter.delete(scope, study, series, sop)
+    return Response(status_code=204)
+
+
+@router.delete("/studies/{study}", summary="Delete a study", status_code=204)
+async def delete_study(study: StudyUID, services: ServicesDep, scope: ScopeDep) -> Response:
+    return await _delete(services, scope, study)
+
+
+@router.delete("/studies/{study}/series/{series}", summary="Delete a series", status_code=204)
+async def delete_series(
+    study: StudyUID, series: SeriesUID, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _delete(services, scope, study, series)
+
+
+@router.delete(
+    "/studies/{study}/series/{series}/instances/{sop}",
+    summary="Delete an instance",
+    status_code=204,
+)
+async def delete_instance(
+    study: StudyUID, series: SeriesUID, sop: SOPUID, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _delete(services, scope, study, series, sop)

@@ -1,0 +1,69 @@
+"""Typed settings: the only place defaults live (DESIGN.md, config.py).
+
+Built once by the CLI (or a test) and passed down; never imported as a global.
+Every field can be set as ``DICOMVAULT_<NAME>`` in the environment.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DuplicatePolicy(StrEnum):
+    """What STOW/C-STORE do with different bytes under an existing SOP Instance UID."""
+
+    REJECT = "reject"
+    REPLACE = "replace"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DICOMVAULT_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./data")
+    # Empty means "derive from data_dir": sqlite under data_dir, blobs under data_dir/blobs.
+    database_url: str = ""
+    storage_url: str = ""
+    # Absolute URL under which /dicom-web is reachable from clients; BulkDataURIs are built from it,
+    # never from the Host header. Empty means http://{host}:{port}.
+    public_base_url: str = ""
+    max_instance_bytes: int = Field(default=500 * 1024 * 1024, ge=1024)
+    # A STOW request may carry many instances; this caps the whole body.
+    max_request_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1024)
+    # Deflated Explicit VR Little Endian bodies inflate at most to this many bytes.
+    max_inflated_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    max_sequence_depth: int = Field(default=32, ge=1)
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.REJECT
+    # Binary values larger than this are sent as BulkDataURI in /metadata (PS3.18 F.2.2).
+    bulk_data_threshold: int = Field(default=1024, ge=0)
+    cors_origins: list[str] = Field(default_factory=list)
+    default_tenant: str = "default"
+    qido_default_limit: int = Field(default=1000, ge=1)
+    qido_max_limit: int = Field(default=10000, ge=1)
+    log_level: str = "info"
+    # Workers for `dicomvault import`.
+    import_workers: int = Field(default=4, ge=1)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def effective_database_url(self) -> str:
+        return (
+            self.database_url
+            or f"sqlite+aiosqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
+        )
+
+    @property
+    def effective_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    @property
+    def effective_public_base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -1,0 +1,215 @@
+"""The one ingest pipeline: spooled bytes → validated, stored, indexed instance.
+
+STOW-RS, DIMSE C-STORE and folder import all call ``ingest_spooled``; it never knows which protocol
+delivered the bytes. The steps follow DESIGN.md's data flow; each is a named function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import anyio.to_thread
+import orjson
+
+from dicomvault.config import DuplicatePolicy, Settings
+from dicomvault.dicom.parse import ParsedInstance, ParseLimits, read_instance_header
+from dicomvault.dicom.problems import DicomProblem
+from dicomvault.errors import (
+    DataSetMismatch,
+    DicomVaultError,
+    DuplicateInstance,
+    InvalidInstance,
+    PayloadTooLarge,
+    StorageError,
+    StudyMismatch,
+)
+from dicomvault.index.engine import Database
+from dicomvault.index.repository import (
+    IndexRepository,
+    InstanceRecord,
+    StoreOutcome,
+    stored_sha256,
+)
+from dicomvault.index.scope import Scope
+from dicomvault.ingest.spool import SpoolFile, zero_preamble
+from dicomvault.storage.base import BlobStore, InvalidBlobKey, blob_key
+
+
+class IngestStatus(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # identical bytes were already stored: success, nothing written
+    REPLACED = "replaced"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    status: IngestStatus
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    # Standard warning codes, e.g. 0xB000 when the stored preamble was zeroed? (none used yet)
+    warning: int | None = None
+
+
+@dataclass
+class Ingestor:
+    """The pipeline's collaborators, bound once at start-up by bootstrap."""
+
+    settings: Settings
+    db: Database
+    repository: IndexRepository
+    store: BlobStore
+
+    @property
+    def limits(self) -> ParseLimits:
+        return ParseLimits(
+            max_inflated_bytes=self.settings.max_inflated_bytes,
+            max_sequence_depth=self.settings.max_sequence_depth,
+        )
+
+    def new_spool(self) -> SpoolFile:
+        return SpoolFile(self.settings.spool_dir, self.settings.max_instance_bytes)
+
+    async def ingest_spooled(
+        self,
+        spool: SpoolFile,
+        sha256: str,
+        scope: Scope,
+        *,
+        expected_study_uid: str | None = None,
+    ) -> IngestResult:
+        """Validate, store and index one spooled instance; the spool file is consumed.
+
+        Raises a ``DicomVaultError`` carrying the DICOM failure reason on any refusal; nothing is
+        left behind then (no blob, no row, no spool file).
+        """
+        try:
+            parsed = await self._validate(spool.path)
+            try:
+                if (
+                    expected_study_uid is not None
+                    and parsed.study_instance_uid != expected_study_uid
+                ):
+                    raise StudyMismatch("StudyInstanceUID differs from the study in the URL")
+                if parsed.nonstandard_preamble:
+                    sha256 = await anyio.to_thread.run_sync(zero_preamble, spool.path)
+                return await self._store(spool, sha256, parsed, scope)
+            except DicomVaultError as error:
+                error.sop_class_uid = parsed.sop_class_uid
+                error.sop_uid = parsed.sop_instance_uid
+                raise
+        finally:
+            spool.discard()
+
+    async def _validate(self, path: Path) -> ParsedInstance:
+        try:
+            return await anyio.to_thread.run_sync(
+                read_instance_header, path, self.limits, self.settings.bulk_data_threshold
+            )
+        except DicomProblem as problem:
+            raise _as_error(problem) from problem
+
+    async def _store(
+        self, spool: SpoolFile, sha256: str, parsed: ParsedInstance, scope: Scope
+    ) -> IngestResult:
+        tenant = scope.write_tenant
+        policy = self.settings.duplicate_policy
+        previous = await stored_sha256(self.db, tenant, parsed.sop_instance_uid)
+        if previous == sha256:
+            return _result(IngestStatus.DUPLICATE, parsed)
+        if previous is not None and policy is DuplicatePolicy.REJECT:
+            raise DuplicateInstance("a different instance is stored under this SOPInstanceUID")
+        try:
+            key = blob_key(
+                tenant,
+                parsed.study_instance_uid,
+                parsed.series_instance_uid,
+                parsed.sop_instance_uid,
+                sha256,
+            )
+        except InvalidBlobKey as exc:  # validation should have caught it; never store it
+            raise InvalidInstance("instance UIDs cannot be stored") from exc
+        pending = await self.repository.begin_pending_write(key)
+        try:
+            await self.store.put_file(key, spool.path)
+        except Exception as exc:
+            await self._undo_put(key, pending)
+            raise StorageError("the blob store refused the instance") from exc
+        try:
+            outcome = await self.repository.store_instance(
+                scope,
+                _record(parsed, sha256, spool.size, key),
+                pending_pk=pending,
+                replace=policy is DuplicatePolicy.REPLACE,
+            )
+        except BaseException:
+            await self._undo_put(key, pending)
+            raise
+        if outcome.unreferenced_blob_key is not None:
+            await self.store.delete(outcome.unreferenced_blob_key)
+        if outcome.outcome is StoreOutcome.CONFLICT:
+            raise DuplicateInstance("a different instance is stored under this SOPInstanceUID")
+        status = {
+            StoreOutcome.STORED: IngestStatus.STORED,
+            StoreOutcome.ALREADY_STORED: IngestStatus.DUPLICATE,
+            StoreOutcome.REPLACED: IngestStatus.REPLACED,
+        }[outcome.outcome]
+        return _result(status, parsed)
+
+    async def _undo_put(self, key: str, pending: int) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.delete(key)
+            finally:
+                await self.repository.clear_pending_write(pending)
+
+
+def _as_error(problem: DicomProblem) -> DicomVaultError:
+    cls: type[DicomVaultError]
+    if problem.failure_reason == 0xA700:
+        cls = PayloadTooLarge
+    elif problem.failure_reason == 0xA900:
+        cls = DataSetMismatch
+    else:
+        cls = InvalidInstance
+    error = cls(str(problem))
+    error.failure_reason = problem.failure_reason
+    return error
+
+
+def _result(status: IngestStatus, parsed: ParsedInstance) -> IngestResult:
+    return IngestResult(
+        status=status,
+        sop_class_uid=parsed.sop_class_uid,
+        sop_instance_uid=parsed.sop_instance_uid,
+        study_instance_uid=parsed.study_instance_uid,
+        series_instance_uid=parsed.series_instance_uid,
+    )
+
+
+def _record(parsed: ParsedInstance, sha256: str, size: int, key: str) -> InstanceRecord:
+    pixel = (
+        orjson.dumps(dataclasses.asdict(parsed.pixel_data))
+        if parsed.pixel_data is not None
+        else None
+    )
+    return InstanceRecord(
+        study_uid=parsed.study_instance_uid,
+        series_uid=parsed.series_instance_uid,
+        sop_uid=parsed.sop_instance_uid,
+        sop_class_uid=parsed.sop_class_uid,
+        transfer_syntax_uid=parsed.transfer_syntax_uid,
+        values=parsed.values,
+        study_json=orjson.dumps(parsed.study_json),
+        series_json=orjson.dumps(parsed.series_json),
+        instance_json=orjson.dumps(parsed.instance_json),
+        metadata_json=parsed.metadata_json,
+        pixel_json=pixel,
+        size=size,
+        sha256=sha256,
+        blob_key=key,
+    )

@@ -1,0 +1,48 @@
+"""Transfer syntaxes and their DICOMweb media types (PS3.18 Table 8.7.3-5)."""
+
+from __future__ import annotations
+
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+NATIVE_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2",
+        EXPLICIT_VR_LITTLE_ENDIAN,
+        "1.2.840.10008.1.2.2",
+        "1.2.840.10008.1.2.1.99",
+    }
+)
+
+_FRAME_MEDIA_TYPES = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+    "1.2.840.10008.1.2.4.100": "video/mpeg2",
+    "1.2.840.10008.1.2.4.101": "video/mpeg2",
+    "1.2.840.10008.1.2.4.102": "video/mp4",
+    "1.2.840.10008.1.2.4.103": "video/mp4",
+    "1.2.840.10008.1.2.4.104": "video/mp4",
+    "1.2.840.10008.1.2.4.105": "video/mp4",
+    "1.2.840.10008.1.2.4.106": "video/mp4",
+    "1.2.840.10008.1.2.4.107": "video/H265",
+    "1.2.840.10008.1.2.4.108": "video/H265",
+}
+
+
+def frame_media_type(transfer_syntax_uid: str) -> str:
+    """The media type a frame is sent as, stored in ``transfer_syntax_uid``."""
+    return _FRAME_MEDIA_TYPES.get(transfer_syntax_uid, "application/octet-stream")
+
+
+def is_native(transfer_syntax_uid: str) -> bool:
+    return transfer_syntax_uid in NATIVE_SYNTAXES

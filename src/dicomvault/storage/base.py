@@ -1,0 +1,83 @@
+"""The BlobStore contract: immutable DICOM blobs addressed by key.
+
+One contract test suite (tests/storage) runs against every implementation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_HEX = re.compile(r"^[0-9a-f]{16,64}$")
+
+
+class BlobNotFound(Exception):
+    """The key names no blob."""
+
+
+class InvalidBlobKey(ValueError):
+    """A key part would let a value escape the blob root or is not what it claims to be."""
+
+
+def blob_key(tenant: str, study_uid: str, series_uid: str, sop_uid: str, sha256: str) -> str:
+    """Build ``{tenant}/{study}/{series}/{sop}/{sha256[:16]}.dcm`` (DESIGN.md data flow, step 3).
+
+    Every part is checked against a strict pattern so that no value (``..``, ``/``, NUL) can
+    address anything outside the blob root, whatever validated it before.
+    """
+    if not _TENANT.match(tenant):
+        raise InvalidBlobKey("tenant")
+    for uid in (study_uid, series_uid, sop_uid):
+        if not _UID.match(uid) or len(uid) > 64:
+            raise InvalidBlobKey("uid")
+    if not _HEX.match(sha256):
+        raise InvalidBlobKey("sha256")
+    return f"{tenant}/{study_uid}/{series_uid}/{sop_uid}/{sha256[:16]}.dcm"
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that are absolute, empty, or walk out of the root through ``..``."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in key:
+        raise InvalidBlobKey(key)
+    return key
+
+
+class BlobStore(Protocol):
+    """Immutable blob storage. Implementations: ``LocalBlobStore``, ``ObjectBlobStore``."""
+
+    async def put_file(self, key: str, path: Path) -> None:
+        """Store the file at ``path`` under ``key`` atomically: readers see all of it or nothing.
+
+        Local disk: temp file → fsync → rename → fsync dir. Putting the same key twice with the
+        same bytes is harmless (keys contain a content hash).
+        """
+        ...
+
+    def open_stream(self, key: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+        """Yield the blob's bytes in chunks; raise ``BlobNotFound`` (at first iteration)."""
+        ...
+
+    async def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Return bytes ``[start, end)`` without reading the rest of the blob."""
+        ...
+
+    async def size(self, key: str) -> int:
+        """Size in bytes; ``BlobNotFound`` when absent."""
+        ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the blob; a missing key is not an error (deletes are retried)."""
+        ...
+
+    def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Yield every key under ``prefix`` (used by verify and sweeps, not on hot paths)."""
+        ...
+
+    async def close(self) -> None: ...

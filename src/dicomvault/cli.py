@@ -133,3 +133,30 @@ def upgrade(**options: Any) -> None:
 
     prepare(_settings(**options))
     click.echo("schema is up to date")
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--database-url")
+@click.option("--storage-url")
+@click.option("--grace-minutes", type=int, default=60, show_default=True)
+def gc(grace_minutes: int, **options: Any) -> None:
+    """Remove blobs left by interrupted stores (pending writes older than the grace period)."""
+    from datetime import timedelta
+
+    from dicomvault.bootstrap import build_services, prepare
+    from dicomvault.ingest.removal import sweep_pending_writes
+
+    settings = _settings(**options)
+    prepare(settings)
+
+    async def run() -> int:
+        services = build_services(settings)
+        try:
+            return await sweep_pending_writes(
+                services.repository, services.store, grace=timedelta(minutes=grace_minutes)
+            )
+        finally:
+            await services.close()
+
+    click.echo(f"removed {asyncio.run(run())} orphan blob(s)")

@@ -46,11 +46,8 @@ SOPUID = Annotated[str, Path(description="SOPInstanceUID")]
 
 def base_url(services: Services, request: Request) -> str:
     """The configured public base of DICOMweb — never the Host header."""
-    return (
-        services.settings.effective_public_base_url
-        + request.scope.get("root_path", "")
-        + ("/dicom-web")
-    )
+    root_path = str(request.scope.get("root_path", ""))
+    return f"{services.settings.effective_public_base_url}{root_path}/dicom-web"
 
 
 def _json(body: Any, status: int = 200) -> Response:

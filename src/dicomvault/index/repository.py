@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -70,8 +71,7 @@ class StoredInstance:
     pixel_json: bytes | None
 
 
-def _upsert(session: AsyncSession, model: Any, values: dict[str, Any], keys: list[str]) -> Any:
-    dialect = session.bind.dialect.name
+def _upsert(dialect: str, model: Any, values: dict[str, Any], keys: list[str]) -> Any:
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return ins(model).values(**values).on_conflict_do_nothing(index_elements=keys)
 
@@ -107,10 +107,22 @@ class IndexRepository:
         async with self._db.write() as session, session.begin():
             await session.execute(delete(PendingWrite).where(PendingWrite.pk == pending_pk))
 
-    async def pending_writes(self) -> list[tuple[int, str]]:
+    async def pending_writes(self, older_than: datetime) -> list[tuple[int, str]]:
+        """Pending writes begun before ``older_than``: their puts crashed or are long dead."""
         async with self._db.read() as session:
-            rows = await session.execute(select(PendingWrite.pk, PendingWrite.blob_key))
+            rows = await session.execute(
+                select(PendingWrite.pk, PendingWrite.blob_key).where(
+                    PendingWrite.created_at < older_than
+                )
+            )
             return [(pk, key) for pk, key in rows.all()]
+
+    async def blob_is_referenced(self, blob_key: str) -> bool:
+        async with self._db.read() as session:
+            found = await session.execute(
+                select(Instance.pk).where(Instance.blob_key == blob_key).limit(1)
+            )
+            return found.first() is not None
 
     # -- store ---------------------------------------------------------------------------------
     async def store_instance(
@@ -133,7 +145,7 @@ class IndexRepository:
         name = _text(v, "PatientName")
         await session.execute(
             _upsert(
-                session,
+                self._db.dialect,
                 Study,
                 {
                     "tenant": tenant,
@@ -159,7 +171,7 @@ class IndexRepository:
         )
         # Lock the study row: counters and ModalitiesInStudy of one study change one at a time.
         query = select(Study.pk).where(Study.tenant == tenant, Study.study_uid == r.study_uid)
-        if session.bind.dialect.name == "postgresql":
+        if self._db.dialect == "postgresql":
             query = query.with_for_update()
         return int((await session.execute(query)).scalar_one())
 
@@ -304,7 +316,7 @@ class IndexRepository:
             query = query.where(Instance.sop_uid == sop_uid)
         async with self._db.read() as session:
             rows = (await session.execute(query)).all()
-        return [StoredInstance(*row) for row in rows]
+        return [StoredInstance(**row._asdict()) for row in rows]
 
     async def metadata_documents(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 from dicomvault.errors import NotFound
 from dicomvault.index.repository import IndexRepository
@@ -34,3 +35,18 @@ class Remover:
             except Exception:  # the row is gone; an orphan blob is the sweep's to remove
                 log.warning("blob delete failed; left for the sweep", extra={"blob_key": key})
         return len(keys)
+
+
+async def sweep_pending_writes(
+    repository: IndexRepository, store: BlobStore, *, grace: timedelta = timedelta(hours=1)
+) -> int:
+    """Delete blobs whose put began but whose row never committed (DESIGN.md: a crash between
+    steps 3 and 4). Only the pending-write records are read: no listing of the whole store."""
+    cutoff = datetime.now(UTC) - grace
+    removed = 0
+    for pending_pk, key in await repository.pending_writes(cutoff):
+        if not await repository.blob_is_referenced(key):
+            await store.delete(key)
+            removed += 1
+        await repository.clear_pending_write(pending_pk)
+    return removed

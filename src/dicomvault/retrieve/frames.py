@@ -26,7 +26,7 @@ def frame_ranges(pixel: dict[str, Any], number: int) -> list[tuple[int, int]] | 
 def decode_frame_native(path: Path, index: int) -> bytes:
     """Decode one frame (0-based) to native little-endian bytes with pydicom's decoder plugins."""
     import numpy as np
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     array = pixel_array(str(path), index=index)
     return bytes(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())

@@ -135,7 +135,7 @@ class Ingestor:
             raise InvalidInstance("instance UIDs cannot be stored") from exc
         pending = await self.repository.begin_pending_write(key)
         try:
-            await self.store.put_file(key, spool.path)
+            await self.store.put_file(key, spool.path, move=True)
         except Exception as exc:
             await self._undo_put(key, pending)
             raise StorageError("the blob store refused the instance") from exc

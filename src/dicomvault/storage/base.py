@@ -48,13 +48,19 @@ def check_key(key: str) -> str:
 
 
 class BlobStore(Protocol):
-    """Immutable blob storage. Implementations: ``LocalBlobStore``, ``ObjectBlobStore``."""
+    """Immutable blob storage. Implementations: ``LocalBlobStore``, ``ObjectBlobStore``.
 
-    async def put_file(self, key: str, path: Path) -> None:
+    Every method refuses an unsafe key (see ``check_key``) with ``InvalidBlobKey`` before it
+    touches storage. A key that is only a prefix of other keys (a "directory") is not a blob.
+    """
+
+    async def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
         """Store the file at ``path`` under ``key`` atomically: readers see all of it or nothing.
 
         Local disk: temp file → fsync → rename → fsync dir. Putting the same key twice with the
-        same bytes is harmless (keys contain a content hash).
+        same bytes is harmless (keys contain a content hash). With ``move=True`` the store may
+        take the file itself (a rename on local disk): afterwards the caller only removes
+        ``path`` if it still exists.
         """
         ...
 
@@ -63,7 +69,13 @@ class BlobStore(Protocol):
         ...
 
     async def read_range(self, key: str, start: int, end: int) -> bytes:
-        """Return bytes ``[start, end)`` without reading the rest of the blob."""
+        """Return bytes ``[start, end)`` without reading the rest of the blob.
+
+        As an HTTP range: a range running past the end is cut short at the end; ``start == end``
+        gives ``b""``. ``ValueError`` for ``start < 0``, ``end < start``, or a non-empty range
+        starting at or past the end (a truncated blob, not a short read). ``BlobNotFound`` when
+        absent.
+        """
         ...
 
     async def size(self, key: str) -> int:
@@ -77,7 +89,11 @@ class BlobStore(Protocol):
         ...
 
     def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
-        """Yield every key under ``prefix`` (used by verify and sweeps, not on hot paths)."""
+        """Yield every key under ``prefix`` (used by verify and sweeps, not on hot paths).
+
+        ``prefix`` matches whole path segments, as object stores list: ``t1/1.2`` (or
+        ``t1/1.2/``) yields ``t1/1.2/...`` but not ``t1/1.23/...``. Order is unspecified.
+        """
         ...
 
     async def close(self) -> None: ...

@@ -29,6 +29,7 @@ class Services:
     deleter: Remover
 
     async def close(self) -> None:
+        await self.repository.close()
         await self.store.close()
         await self.db.dispose()
 

@@ -31,6 +31,7 @@ async def ingestor(db_url: str, tmp_path: Path) -> AsyncIterator[Ingestor]:
     repository = IndexRepository(db)
     store = LocalBlobStore(tmp_path / "data" / "blobs")
     yield Ingestor(settings=settings, db=db, repository=repository, store=store)
+    await repository.close()
     await db.dispose()
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, sessionmaker
 
 
 def is_sqlite(url: str) -> bool:
@@ -50,15 +51,36 @@ def make_engine(url: str, *, writer: bool = False, echo: bool = False) -> AsyncE
     return engine
 
 
+def make_sync_sqlite_writer(url: str) -> Engine:
+    """The SQLite write engine: the plain ``sqlite3`` driver, used from one worker thread.
+
+    A whole write transaction then runs in that thread in one hop; through aiosqlite every
+    statement (and every cursor call) would be a round trip between the event loop and a thread.
+    """
+    sync_url = url.replace("sqlite+aiosqlite:", "sqlite:", 1)
+    engine = create_engine(
+        sync_url, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False}
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return engine
+
+
 @dataclass
 class Database:
-    """Sessions for reading and for writing; the same engine on PostgreSQL."""
+    """Sessions for reading and for writing.
+
+    PostgreSQL: one async engine for both. SQLite: async reads beside a synchronous writer
+    (``sync_write``) that the index's BatchWriter drives from a worker thread.
+    """
 
     url: str
     read_engine: AsyncEngine
     write_engine: AsyncEngine
     read: async_sessionmaker[AsyncSession]
     write: async_sessionmaker[AsyncSession]
+    sync_write_engine: Engine | None = None
+    sync_write: sessionmaker[Session] | None = None
 
     @property
     def dialect(self) -> str:
@@ -68,15 +90,20 @@ class Database:
         await self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             await self.write_engine.dispose()
+        if self.sync_write_engine is not None:
+            self.sync_write_engine.dispose()
 
 
 def open_database(url: str) -> Database:
     read_engine = make_engine(url)
     write_engine = make_engine(url, writer=True) if is_sqlite(url) else read_engine
+    sync_engine = make_sync_sqlite_writer(url) if is_sqlite(url) else None
     return Database(
         url=url,
         read_engine=read_engine,
         write_engine=write_engine,
         read=async_sessionmaker(read_engine, expire_on_commit=False),
         write=async_sessionmaker(write_engine, expire_on_commit=False),
+        sync_write_engine=sync_engine,
+        sync_write=sessionmaker(sync_engine, expire_on_commit=False) if sync_engine else None,
     )

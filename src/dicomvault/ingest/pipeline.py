@@ -27,12 +27,7 @@ from dicomvault.errors import (
     StudyMismatch,
 )
 from dicomvault.index.engine import Database
-from dicomvault.index.repository import (
-    IndexRepository,
-    InstanceRecord,
-    StoreOutcome,
-    stored_sha256,
-)
+from dicomvault.index.repository import IndexRepository, InstanceRecord, StoreOutcome
 from dicomvault.index.scope import Scope
 from dicomvault.ingest.spool import SpoolFile, zero_preamble
 from dicomvault.storage.base import BlobStore, InvalidBlobKey, blob_key
@@ -118,11 +113,6 @@ class Ingestor:
     ) -> IngestResult:
         tenant = scope.write_tenant
         policy = self.settings.duplicate_policy
-        previous = await stored_sha256(self.db, tenant, parsed.sop_instance_uid)
-        if previous == sha256:
-            return _result(IngestStatus.DUPLICATE, parsed)
-        if previous is not None and policy is DuplicatePolicy.REJECT:
-            raise DuplicateInstance("a different instance is stored under this SOPInstanceUID")
         try:
             key = blob_key(
                 tenant,

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from dicomvault.config import Settings
+from dicomvault.audit.trail import AuditTrail
+from dicomvault.auth.oidc import OidcVerifier
+from dicomvault.auth.principal import RatePlan
+from dicomvault.auth.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
+from dicomvault.auth.service import AuthService
+from dicomvault.auth.store import IdentityStore
+from dicomvault.auth.tokens import TokenIssuer
+from dicomvault.config import Mode, Settings
 from dicomvault.index.engine import Database, open_database
 from dicomvault.index.migrate import upgrade_to_head
 from dicomvault.index.repository import IndexRepository
+from dicomvault.index.writer import BatchWriter
 from dicomvault.ingest.pipeline import Ingestor
 from dicomvault.ingest.removal import Remover
 from dicomvault.retrieve.service import Retriever
@@ -22,16 +32,78 @@ from dicomvault.storage.objectstore import ObjectBlobStore
 class Services:
     settings: Settings
     db: Database
+    writer: BatchWriter
     repository: IndexRepository
     store: BlobStore
     ingestor: Ingestor
     retriever: Retriever
     deleter: Remover
+    identities: IdentityStore
+    auth: AuthService
+    rate_limiter: RateLimiter
+    audit: AuditTrail
+
+    @property
+    def default_rate_plan(self) -> RatePlan:
+        return RatePlan(self.settings.rate_limit_rate, self.settings.rate_limit_burst)
+
+    @property
+    def login_rate_plan(self) -> RatePlan:
+        return RatePlan(self.settings.login_rate, self.settings.login_burst)
 
     async def close(self) -> None:
-        await self.repository.close()
+        await self.writer.close()
+        await self.rate_limiter.close()
         await self.store.close()
         await self.db.dispose()
+
+
+class ConfigurationError(Exception):
+    """The settings are unsafe or inconsistent; the server refuses to start."""
+
+
+_PLACEHOLDER_SECRETS = {
+    "",
+    "secret",
+    "changeme",
+    "change-me",
+    "change_me",
+    "dev",
+    "development",
+    "dicomvault",
+    "test",
+    "password",
+    "jwt-secret",
+}
+
+
+def signing_secret(settings: Settings) -> str:
+    """The JWT signing secret: configured, or made once and kept in the data directory.
+
+    Outside development mode a placeholder or short configured secret stops the server.
+    """
+    configured = settings.jwt_secret
+    if configured:
+        weak = configured.lower() in _PLACEHOLDER_SECRETS or len(configured) < 32
+        if weak and settings.mode is not Mode.DEVELOPMENT:
+            raise ConfigurationError(
+                "DICOMVAULT_JWT_SECRET is a placeholder or shorter than 32 characters; "
+                "refusing to start outside development mode"
+            )
+        return configured
+    path = settings.data_dir / "jwt-secret"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def open_rate_limiter(settings: Settings) -> RateLimiter:
+    if settings.redis_url:
+        return RedisRateLimiter.from_url(settings.redis_url)
+    return InProcessRateLimiter()
 
 
 def open_blob_store(url: str) -> BlobStore:
@@ -52,10 +124,30 @@ def prepare(settings: Settings) -> None:
 
 def build_services(settings: Settings) -> Services:
     db = open_database(settings.effective_database_url)
-    repository = IndexRepository(db)
+    writer = BatchWriter(db)
+    repository = IndexRepository(db, writer)
     store = open_blob_store(settings.effective_storage_url)
     ingestor = Ingestor(settings=settings, db=db, repository=repository, store=store)
     retriever = Retriever(repository, store, ingestor.limits, settings.spool_dir)
+    identities = IdentityStore(db, writer)
+    issuer = TokenIssuer(
+        signing_secret(settings),
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.access_token_ttl,
+    )
+    auth = AuthService(settings, identities, issuer, OidcVerifier(settings.oidc_providers))
     return Services(
-        settings, db, repository, store, ingestor, retriever, Remover(repository, store)
+        settings=settings,
+        db=db,
+        writer=writer,
+        repository=repository,
+        store=store,
+        ingestor=ingestor,
+        retriever=retriever,
+        deleter=Remover(repository, store),
+        identities=identities,
+        auth=auth,
+        rate_limiter=open_rate_limiter(settings),
+        audit=AuditTrail(db, writer),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,27 @@ class DuplicatePolicy(StrEnum):
 
     REJECT = "reject"
     REPLACE = "replace"
+
+
+class Mode(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class OidcProvider(BaseModel):
+    """An external identity provider whose JWTs are accepted (Keycloak, Cognito, Entra ID)."""
+
+    issuer: str
+    audience: str
+    jwks_url: str
+    # Claim holding role names (a list, or a space/comma-separated string); dotted paths reach
+    # into objects, e.g. "realm_access.roles" for Keycloak, "cognito:groups" for Cognito.
+    roles_claim: str = "roles"
+    tenants_claim: str = "tenants"
+    # Provider role/group name -> dicomvault role; unmapped names are ignored.
+    role_map: dict[str, str] = Field(default_factory=dict)
+    default_tenant: str | None = None
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256"])
 
 
 class Settings(BaseSettings):
@@ -48,6 +69,30 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # Workers for `dicomvault import`.
     import_workers: int = Field(default=4, ge=1)
+
+    # -- identity and access (DESIGN.md, security model) --------------------------------------
+    mode: Mode = Mode.PRODUCTION
+    # Empty: a random secret is made on first start and kept in data_dir (mode 0600).
+    jwt_secret: str = ""
+    jwt_issuer: str = "dicomvault"
+    jwt_audience: str = "dicomvault"
+    access_token_ttl: int = Field(default=900, ge=30)
+    refresh_token_ttl: int = Field(default=14 * 24 * 3600, ge=60)
+    # The first start creates user "admin" with this password, or a random one printed once.
+    admin_password: str | None = None
+    oidc_providers: list[OidcProvider] = Field(default_factory=list)
+    # Browser sessions: Secure cookies unless explicitly served over plain HTTP in development.
+    cookie_secure: bool = True
+    # Rate limits per principal (GCRA): sustained requests/s and burst.
+    rate_limit_rate: float = Field(default=10.0, gt=0)
+    rate_limit_burst: int = Field(default=50, ge=1)
+    # Failed logins per username and per source address: a slow trickle only.
+    login_rate: float = Field(default=0.2, gt=0)
+    login_burst: int = Field(default=10, ge=1)
+    # Redis for rate-limit counters, cache and live events shared across replicas.
+    redis_url: str = ""
+    # Addresses of reverse proxies whose X-Forwarded-For is believed (none by default).
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     @property
     def spool_dir(self) -> Path:

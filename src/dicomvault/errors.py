@@ -30,6 +30,26 @@ class BadRequest(DicomVaultError):
     http_status = 400
 
 
+class Unauthenticated(DicomVaultError):
+    """No credentials, or credentials that do not verify (RFC 6750 3.1: 401 + WWW-Authenticate)."""
+
+    http_status = 401
+
+
+class Forbidden(DicomVaultError):
+    """Authenticated, but the principal's roles or scopes do not grant the action."""
+
+    http_status = 403
+
+
+class TooManyRequests(DicomVaultError):
+    http_status = 429
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers: dict[str, str] = {}
+
+
 class NotAcceptable(DicomVaultError):
     http_status = 406
 

@@ -14,6 +14,7 @@ from dicomvault.errors import DuplicateInstance, InvalidInstance, StudyMismatch
 from dicomvault.index.engine import open_database
 from dicomvault.index.models import Instance, PendingWrite, Series, Study
 from dicomvault.index.repository import IndexRepository
+from dicomvault.index.writer import BatchWriter
 from dicomvault.index.scope import Scope
 from dicomvault.ingest.pipeline import Ingestor, IngestStatus
 from dicomvault.ingest.removal import Remover, sweep_pending_writes
@@ -28,10 +29,11 @@ SCOPE = Scope.single("default")
 async def ingestor(db_url: str, tmp_path: Path) -> AsyncIterator[Ingestor]:
     settings = Settings(data_dir=tmp_path / "data", database_url=db_url)
     db = open_database(db_url)
-    repository = IndexRepository(db)
+    writer = BatchWriter(db)
+    repository = IndexRepository(db, writer)
     store = LocalBlobStore(tmp_path / "data" / "blobs")
     yield Ingestor(settings=settings, db=db, repository=repository, store=store)
-    await repository.close()
+    await writer.close()
     await db.dispose()
 
 

@@ -1,42 +1,65 @@
-"""The ASGI application: routers, error translation, CORS, lifecycle of the services."""
+"""The ASGI application: routers, the enforcement point, audit, error translation, CORS."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from dicomvault import __version__
-from dicomvault.api import dicomweb, health
+from dicomvault.api import admin, audit_routes, auth_routes, dicomweb, health
+from dicomvault.api.auditing import AuditMiddleware
 from dicomvault.api.errors import install_error_handlers
+from dicomvault.api.security import enforce
 from dicomvault.bootstrap import Services
 
 
 def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        generated = await services.auth.ensure_first_admin()
+        if generated is not None:
+            # Shown once, on the console of the first start; never written to the logs.
+            print(
+                f"\n  First start: user 'admin' created with password: {generated}\n",
+                file=sys.stderr,
+                flush=True,
+            )
         yield
         await services.close()
 
     app = FastAPI(
         title="dicomvault",
         version=__version__,
-        description="Medical imaging archive: DICOMweb (PS3.18) under /dicom-web.",
+        description=(
+            "Medical imaging archive: DICOMweb (PS3.18) under /dicom-web and "
+            "/tenants/{tenant}/dicom-web; OAuth2 token endpoint and administration under /api/v1."
+        ),
         lifespan=lifespan,
+        dependencies=[Depends(enforce)],
     )
     app.state.services = services
     install_error_handlers(app)
     app.include_router(health.router, tags=["health"])
-    app.include_router(dicomweb.router, prefix="/dicom-web", tags=["dicomweb"])
+    app.include_router(auth_routes.router)
+    app.include_router(admin.router)
+    app.include_router(audit_routes.router)
+    app.include_router(dicomweb.build_router("/dicom-web", ["dicomweb"]))
+    app.include_router(
+        dicomweb.build_router("/tenants/{tenant}/dicom-web", ["dicomweb (one tenant)"])
+    )
+    app.add_middleware(AuditMiddleware)
     origins = services.settings.cors_origins
     if origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE", "PATCH", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["Content-Type", "Content-Location", "Location"],
+            expose_headers=["Content-Type", "Content-Location", "Location", "Retry-After"],
         )
     return app

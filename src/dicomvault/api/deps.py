@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from dicomvault.auth.principal import Principal
 from dicomvault.bootstrap import Services
+from dicomvault.errors import Forbidden
 from dicomvault.index.scope import Scope
 
 
@@ -14,7 +16,15 @@ def get_services(request: Request) -> Services:
 
 
 def get_scope(request: Request) -> Scope:
-    """The caller's tenants. Until identities exist (issue: access control) every caller holds
-    the default tenant only; the scope already flows through every query."""
-    services = get_services(request)
-    return Scope.single(services.settings.default_tenant)
+    """The tenant scope the enforcement dependency (api/security.py) derived for this request."""
+    scope = getattr(request.state, "scope", None)
+    if not isinstance(scope, Scope):
+        raise Forbidden("no tenant scope for this request")
+    return scope
+
+
+def get_principal(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise Forbidden("no principal for this request")
+    return principal

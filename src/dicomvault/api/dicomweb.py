@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 import orjson
@@ -17,7 +17,7 @@ from dicomvault.api.stow import store_request
 from dicomvault.bootstrap import Services
 from dicomvault.dicom.attributes import Level
 from dicomvault.dicom.uids import is_valid_uid
-from dicomvault.errors import BadRequest, NotAcceptable
+from dicomvault.errors import BadRequest, Forbidden, NotAcceptable
 from dicomvault.index.repository import StoredInstance
 from dicomvault.index.scope import Scope
 from dicomvault.query.qido import parse_qido_request
@@ -26,8 +26,31 @@ from dicomvault.retrieve.service import Frame, parse_frame_list
 from dicomvault.retrieve.syntaxes import EXPLICIT_VR_LITTLE_ENDIAN, frame_media_type, is_native
 from dicomvault.retrieve.transcode import to_explicit_little_endian
 
+F = TypeVar("F", bound=Callable[..., Any])
 DICOM_JSON = "application/dicom+json"
-router = APIRouter()
+_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any]]] = []
+
+
+def _route(method: str, path: str, **options: Any) -> Callable[[F], F]:
+    """Record a DICOMweb route; ``build_router`` mounts all of them under a prefix.
+
+    The prefix is part of each route's own path (not added at include time), so the
+    permission table and the audit see the full template, e.g. ``/tenants/{tenant}/dicom-web/...``.
+    """
+
+    def register(endpoint: F) -> F:
+        _ROUTES.append((method, path, endpoint, options))
+        return endpoint
+
+    return register
+
+
+def build_router(prefix: str, tags: list[str]) -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=list(tags))
+    for method, path, endpoint, options in _ROUTES:
+        router.add_api_route(path, endpoint, methods=[method], **options)
+    return router
+
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 ScopeDep = Annotated[Scope, Depends(get_scope)]
@@ -62,19 +85,24 @@ _STOW_DOC = (
 )
 
 
-@router.post("/studies", summary="STOW-RS", description=_STOW_DOC)
+async def _stow(request: Request, services: Services, scope: Scope, study: str | None) -> Response:
+    if not scope.can_write():
+        raise Forbidden("no tenant to store into: the principal has no default tenant")
+    report = await store_request(request, services.ingestor, scope, study)
+    request.state.audit_studies = sorted({r.study_instance_uid for r in report.stored})
+    return _json(report.to_json(base_url(services, request), study), report.status_code)
+
+
+@_route("POST", "/studies", summary="STOW-RS", description=_STOW_DOC)
 async def stow(request: Request, services: ServicesDep, scope: ScopeDep) -> Response:
-    report = await store_request(request, services.ingestor, scope, None)
-    return _json(report.to_json(base_url(services, request), None), report.status_code)
+    return await _stow(request, services, scope, None)
 
 
-@router.post("/studies/{study}", summary="STOW-RS into a study", description=_STOW_DOC)
+@_route("POST", "/studies/{study}", summary="STOW-RS into a study", description=_STOW_DOC)
 async def stow_study(
     study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
 ) -> Response:
-    _uid(study, "StudyInstanceUID")
-    report = await store_request(request, services.ingestor, scope, study)
-    return _json(report.to_json(base_url(services, request), study), report.status_code)
+    return await _stow(request, services, scope, _uid(study, "StudyInstanceUID"))
 
 
 # -- QIDO-RS ---------------------------------------------------------------------------------------
@@ -101,36 +129,37 @@ async def _qido(
     return _json(results)
 
 
-@router.get("/studies", summary="QIDO-RS: search for studies")
+@_route("GET", "/studies", summary="QIDO-RS: search for studies")
 async def search_studies(request: Request, services: ServicesDep, scope: ScopeDep) -> Response:
     return await _qido(request, services, scope, Level.STUDY)
 
 
-@router.get("/series", summary="QIDO-RS: search for series")
+@_route("GET", "/series", summary="QIDO-RS: search for series")
 async def search_series(request: Request, services: ServicesDep, scope: ScopeDep) -> Response:
     return await _qido(request, services, scope, Level.SERIES)
 
 
-@router.get("/instances", summary="QIDO-RS: search for instances")
+@_route("GET", "/instances", summary="QIDO-RS: search for instances")
 async def search_instances(request: Request, services: ServicesDep, scope: ScopeDep) -> Response:
     return await _qido(request, services, scope, Level.INSTANCE)
 
 
-@router.get("/studies/{study}/series", summary="QIDO-RS: search for series of a study")
+@_route("GET", "/studies/{study}/series", summary="QIDO-RS: search for series of a study")
 async def search_study_series(
     study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
 ) -> Response:
     return await _qido(request, services, scope, Level.SERIES, _uid(study, "StudyInstanceUID"))
 
 
-@router.get("/studies/{study}/instances", summary="QIDO-RS: search for instances of a study")
+@_route("GET", "/studies/{study}/instances", summary="QIDO-RS: search for instances of a study")
 async def search_study_instances(
     study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
 ) -> Response:
     return await _qido(request, services, scope, Level.INSTANCE, _uid(study, "StudyInstanceUID"))
 
 
-@router.get(
+@_route(
+    "GET",
     "/studies/{study}/series/{series}/instances",
     summary="QIDO-RS: search for instances of a series",
 )
@@ -203,22 +232,24 @@ def _check_uids(study: str, series: str | None, sop: str | None) -> None:
         _uid(sop, "SOPInstanceUID")
 
 
-@router.get("/studies/{study}", summary="WADO-RS: retrieve a study")
+@_route("GET", "/studies/{study}", summary="WADO-RS: retrieve a study")
 async def retrieve_study(
     study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
 ) -> Response:
     return await _retrieve(request, services, scope, study)
 
 
-@router.get("/studies/{study}/series/{series}", summary="WADO-RS: retrieve a series")
+@_route("GET", "/studies/{study}/series/{series}", summary="WADO-RS: retrieve a series")
 async def retrieve_series(
     study: StudyUID, series: SeriesUID, request: Request, services: ServicesDep, scope: ScopeDep
 ) -> Response:
     return await _retrieve(request, services, scope, study, series)
 
 
-@router.get(
-    "/studies/{study}/series/{series}/instances/{sop}", summary="WADO-RS: retrieve an instance"
+@_route(
+    "GET",
+    "/studies/{study}/series/{series}/instances/{sop}",
+    summary="WADO-RS: retrieve an instance",
 )
 async def retrieve_instance(
     study: StudyUID,
@@ -247,21 +278,22 @@ async def _metadata(
     return Response(body, media_type=DICOM_JSON)
 
 
-@router.get("/studies/{study}/metadata", summary="WADO-RS: study metadata")
+@_route("GET", "/studies/{study}/metadata", summary="WADO-RS: study metadata")
 async def study_metadata(
     study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
 ) -> Response:
     return await _metadata(request, services, scope, study)
 
 
-@router.get("/studies/{study}/series/{series}/metadata", summary="WADO-RS: series metadata")
+@_route("GET", "/studies/{study}/series/{series}/metadata", summary="WADO-RS: series metadata")
 async def series_metadata(
     study: StudyUID, series: SeriesUID, request: Request, services: ServicesDep, scope: ScopeDep
 ) -> Response:
     return await _metadata(request, services, scope, study, series)
 
 
-@router.get(
+@_route(
+    "GET",
     "/studies/{study}/series/{series}/instances/{sop}/metadata",
     summary="WADO-RS: instance metadata",
 )
@@ -277,7 +309,8 @@ async def instance_metadata(
 
 
 # -- WADO-RS: frames and bulk data -----------------------------------------------------------------
-@router.get(
+@_route(
+    "GET",
     "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}",
     summary="WADO-RS: frames (PS3.18 10.4.1.1.3)",
 )
@@ -332,7 +365,8 @@ def _frames_response(frames: Sequence[Frame], part_type: str) -> Response:
     return Response(b"".join(chunks), headers={"Content-Type": media})
 
 
-@router.get(
+@_route(
+    "GET",
     "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{path:path}",
     summary="WADO-RS: bulk data (BulkDataURI targets)",
 )
@@ -366,19 +400,20 @@ async def _delete(
     return Response(status_code=204)
 
 
-@router.delete("/studies/{study}", summary="Delete a study", status_code=204)
+@_route("DELETE", "/studies/{study}", summary="Delete a study", status_code=204)
 async def delete_study(study: StudyUID, services: ServicesDep, scope: ScopeDep) -> Response:
     return await _delete(services, scope, study)
 
 
-@router.delete("/studies/{study}/series/{series}", summary="Delete a series", status_code=204)
+@_route("DELETE", "/studies/{study}/series/{series}", summary="Delete a series", status_code=204)
 async def delete_series(
     study: StudyUID, series: SeriesUID, services: ServicesDep, scope: ScopeDep
 ) -> Response:
     return await _delete(services, scope, study, series)
 
 
-@router.delete(
+@_route(
+    "DELETE",
     "/studies/{study}/series/{series}/instances/{sop}",
     summary="Delete an instance",
     status_code=204,

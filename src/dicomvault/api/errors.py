@@ -5,30 +5,26 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dicomvault.errors import DicomVaultError
+from dicomvault.errors import DicomVaultError, TooManyRequests, Unauthenticated
 
 log = logging.getLogger("dicomvault.api")
 
 
-async def _dicomvault_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _dicomvault_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DicomVaultError)
     if exc.http_status >= 500:
         log.error("request failed: %s", type(exc).__name__)
-    return JSONResponse({"detail": exc.message}, status_code=exc.http_status)
-
-
-async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
-    # The exception's text may hold data values; log its type and traceback location only.
-    log.exception("unhandled %s", type(exc).__name__, exc_info=False)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(DicomVaultError, _dicomvault_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="dicomvault"'
+    if isinstance(exc, TooManyRequests):
+        headers.update(exc.headers)
+    request.state.error_detail = type(exc).__name__
+    return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=headers)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -36,3 +32,16 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
     )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Field locations and messages only: the rejected input may hold patient data.
+    errors = [{"loc": e.get("loc"), "msg": e.get("msg")} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DicomVaultError, _dicomvault_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -93,12 +93,9 @@ def _int(values: Mapping[str, str | int | None], keyword: str) -> int | None:
 
 
 class IndexRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, writer: BatchWriter) -> None:
         self._db = db
-        self._writer = BatchWriter(db)
-
-    async def close(self) -> None:
-        await self._writer.close()
+        self._writer = writer
 
     # -- pending writes: the sweep's list of blobs that may be orphans ------------------------
     async def begin_pending_write(self, blob_key: str) -> int:

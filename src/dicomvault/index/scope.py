@@ -19,4 +19,4 @@ class Scope:
         return cls(tenants=frozenset({tenant}), write_tenant=tenant)
 
     def can_write(self) -> bool:
-        return self.write_tenant in self.tenants
+        return bool(self.write_tenant) and self.write_tenant in self.tenants

@@ -1,0 +1,227 @@
+"""OAuth2 token endpoint (RFC 6749), browser sessions, logout, and who-am-I."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import JSONResponse, Response
+
+from dicomvault.api.deps import get_services
+from dicomvault.api.security import (
+    ACCESS_COOKIE,
+    CSRF_COOKIE,
+    REFRESH_COOKIE,
+    authenticate_request,
+    client_address,
+)
+from dicomvault.auth.ratelimit import rate_limit_headers
+from dicomvault.auth.service import Grant, OAuthError, RefreshTokenReused
+from dicomvault.errors import TooManyRequests
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _oauth_error(error: OAuthError, basic: bool = False) -> JSONResponse:
+    headers = dict(_NO_STORE)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="dicomvault"' if basic else "Bearer"
+    return JSONResponse(
+        {"error": error.error, "error_description": error.description},
+        status_code=error.status,
+        headers=headers,
+    )
+
+
+def _token_body(grant: Grant) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "access_token": grant.access_token,
+        "token_type": "Bearer",
+        "expires_in": grant.expires_in,
+    }
+    if grant.refresh_token:
+        body["refresh_token"] = grant.refresh_token
+    if grant.principal.scopes is not None:
+        body["scope"] = " ".join(sorted(grant.principal.scopes))
+    return body
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    """RFC 6749 2.3.1: client id and secret, form-urlencoded, in HTTP Basic."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    return (unquote(client_id), unquote(secret)) if sep else None
+
+
+async def _limit_failed_logins(request: Request, keys: list[str], *, failed: bool) -> None:
+    """Failed logins are limited per account and per source address (cost only on failure)."""
+    services = get_services(request)
+    plan = services.login_rate_plan
+    for key in keys:
+        decision = await services.rate_limiter.hit(key, plan, dry_run=not failed)
+        if not decision.allowed:
+            error = TooManyRequests("too many failed logins; try again later")
+            error.headers = rate_limit_headers(decision, plan)
+            raise error
+
+
+def _login_keys(request: Request, account: str) -> list[str]:
+    return [f"login:account:{account}", f"login:ip:{client_address(request) or '?'}"]
+
+
+@router.post(
+    "/token",
+    summary="OAuth2 token endpoint",
+    description=(
+        "RFC 6749. Form-encoded `grant_type=password` (username, password), "
+        "`client_credentials` (client_id and client_secret in the body or HTTP Basic; optional "
+        "scope) or `refresh_token` (rotated on every use; reusing one revokes its family). "
+        "Answers `access_token`, `token_type`, `expires_in` and, for users, `refresh_token`."
+    ),
+)
+async def token(
+    request: Request,
+    grant_type: Annotated[str, Form()],
+    username: Annotated[str | None, Form()] = None,
+    password: Annotated[str | None, Form()] = None,
+    refresh_token: Annotated[str | None, Form()] = None,
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+    scope: Annotated[str | None, Form()] = None,
+) -> Response:
+    auth = get_services(request).auth
+    basic = _basic_credentials(request)
+    try:
+        if grant_type == "password":
+            if not username or password is None:
+                raise OAuthError("invalid_request", "username and password are required")
+            request.state.audit_subject = username
+            keys = _login_keys(request, f"user:{username}")
+            await _limit_failed_logins(request, keys, failed=False)
+            try:
+                grant = await auth.password_grant(username, password)
+            except OAuthError:
+                await _limit_failed_logins(request, keys, failed=True)
+                raise
+        elif grant_type == "client_credentials":
+            cid, secret = basic or (client_id, client_secret)
+            if not cid or secret is None:
+                raise OAuthError("invalid_client", "client authentication required", status=401)
+            request.state.audit_subject = f"client:{cid}"
+            keys = _login_keys(request, f"client:{cid}")
+            await _limit_failed_logins(request, keys, failed=False)
+            try:
+                grant = await auth.client_credentials_grant(
+                    cid, secret, scope, client_address(request)
+                )
+            except OAuthError as error:
+                if error.error == "invalid_client":
+                    await _limit_failed_logins(request, keys, failed=True)
+                raise
+        elif grant_type == "refresh_token":
+            if not refresh_token:
+                raise OAuthError("invalid_request", "refresh_token is required")
+            grant = await auth.refresh_grant(refresh_token)
+        else:
+            raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r}")
+    except RefreshTokenReused as error:
+        request.state.security_alert = "refresh token reuse"
+        return _oauth_error(error)
+    except OAuthError as error:
+        return _oauth_error(error, basic=basic is not None)
+    request.state.principal = grant.principal
+    return JSONResponse(_token_body(grant), headers=_NO_STORE)
+
+
+@router.post(
+    "/session",
+    summary="Browser login: sets HttpOnly cookies",
+    description=(
+        "Form-encoded username and password. Sets the access token in an HttpOnly, Secure, "
+        "SameSite=Strict cookie, the refresh token in another (path /api/v1/auth), and a CSRF "
+        "cookie whose value must be echoed in `X-CSRF-Token` on state-changing requests."
+    ),
+)
+async def session_login(
+    request: Request,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+) -> Response:
+    services = get_services(request)
+    request.state.audit_subject = username
+    keys = _login_keys(request, f"user:{username}")
+    await _limit_failed_logins(request, keys, failed=False)
+    try:
+        grant = await services.auth.password_grant(username, password)
+    except OAuthError as error:
+        await _limit_failed_logins(request, keys, failed=True)
+        return _oauth_error(error)
+    request.state.principal = grant.principal
+    csrf = secrets.token_urlsafe(24)
+    response = JSONResponse({"csrf_token": csrf, "expires_in": grant.expires_in}, headers=_NO_STORE)
+    secure = services.settings.cookie_secure
+    response.set_cookie(
+        ACCESS_COOKIE,
+        grant.access_token,
+        max_age=grant.expires_in,
+        httponly=True,
+        secure=secure,
+        samesite="strict",
+        path="/",
+    )
+    if grant.refresh_token:
+        response.set_cookie(
+            REFRESH_COOKIE,
+            grant.refresh_token,
+            max_age=services.settings.refresh_token_ttl,
+            httponly=True,
+            secure=secure,
+            samesite="strict",
+            path="/api/v1/auth",
+        )
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=False, secure=secure, samesite="strict")
+    return response
+
+
+@router.post("/logout", summary="Revoke the refresh token (and the session cookies)")
+async def logout(request: Request, refresh_token: Annotated[str | None, Form()] = None) -> Response:
+    services = get_services(request)
+    principal = None
+    if request.headers.get("authorization") or request.cookies.get(ACCESS_COOKIE):
+        try:
+            principal = await authenticate_request(request)
+            request.state.principal = principal
+        except Exception:  # an expired access token must not stop a logout
+            principal = None
+    await services.auth.logout(refresh_token or request.cookies.get(REFRESH_COOKIE), principal)
+    response = Response(status_code=204)
+    for name, path in ((ACCESS_COOKIE, "/"), (REFRESH_COOKIE, "/api/v1/auth"), (CSRF_COOKIE, "/")):
+        response.delete_cookie(name, path=path)
+    return response
+
+
+@router.get("/me", summary="The calling principal: name, roles, tenants")
+async def me(request: Request) -> dict[str, Any]:
+    principal = request.state.principal
+    return {
+        "subject": principal.subject,
+        "kind": principal.kind.value,
+        "name": principal.name,
+        "roles": sorted(r.value for r in principal.roles),
+        "tenants": sorted(principal.tenants),
+        "default_tenant": principal.default_tenant,
+        "scopes": sorted(principal.scopes) if principal.scopes is not None else None,
+    }

@@ -22,12 +22,52 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+ADMIN_PASSWORD = "test-admin-password-0123"
+# Generous limits so that functional tests never meet a 429; rate-limit tests set their own.
+TEST_ENV = {
+    "DICOMVAULT_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    "DICOMVAULT_COOKIE_SECURE": "false",
+    "DICOMVAULT_RATE_LIMIT_RATE": "100000",
+    "DICOMVAULT_RATE_LIMIT_BURST": "100000",
+    "DICOMVAULT_LOGIN_RATE": "1000",
+    "DICOMVAULT_LOGIN_BURST": "1000",
+}
+
+
+def password_token(base_url: str, username: str, password: str) -> str:
+    response = httpx.post(
+        f"{base_url}/api/v1/auth/token",
+        data={"grant_type": "password", "username": username, "password": password},
+        timeout=30,
+    )
+    response.raise_for_status()
+    token: str = response.json()["access_token"]
+    return token
+
+
 @dataclass
 class LiveServer:
     base_url: str  # http://127.0.0.1:PORT
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
+    _admin_token: str | None = None
+
+    @property
+    def admin_token(self) -> str:
+        if self._admin_token is None:
+            self._admin_token = password_token(self.base_url, "admin", ADMIN_PASSWORD)
+        return self._admin_token
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """Bearer credentials of the first admin (every role's rights, the default tenant)."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        """An httpx client on the DICOMweb root, authenticated as the admin."""
+        headers = {**self.auth_headers, **dict(kwargs.pop("headers", {}) or {})}  # type: ignore[call-overload]
+        return httpx.Client(base_url=self.dicomweb, headers=headers, timeout=60, **kwargs)  # type: ignore[arg-type]
 
     @property
     def dicomweb(self) -> str:
@@ -54,7 +94,7 @@ def running_server(
     """Start ``dicomvault serve`` and wait for /healthz; stop it (and fail loudly) on exit."""
     port = free_port()
     log_path = data_dir.parent / f"server-{port}.log"
-    full_env = {**os.environ, "DICOMVAULT_LOG_LEVEL": "info", **(env or {})}
+    full_env = {**os.environ, "DICOMVAULT_LOG_LEVEL": "info", **TEST_ENV, **(env or {})}
     exe = Path(sys.executable).parent / "dicomvault"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

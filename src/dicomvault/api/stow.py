@@ -173,6 +173,12 @@ async def _store_multipart(
                 await _ingest_part(ingestor, part, scope, study_uid, report)
     except ClientDisconnect as exc:
         raise BadRequest("the client went away before the body ended") from exc
+    except PayloadTooLarge as error:
+        if not report.stored:
+            raise
+        # Earlier parts are stored and stay stored: say so (202) rather than a bare 413.
+        report.fail(error)
+        return report
     finally:
         for part in reader.abandoned():
             _discard(part)

@@ -28,7 +28,7 @@ def postgres_server() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty, migrated database URL: a SQLite file, or a fresh schema on the PostgreSQL server."""
+    """An empty, migrated database: a SQLite file, or a fresh database on the PostgreSQL server."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'index.sqlite3'}"
     else:

@@ -14,8 +14,8 @@ from dicomvault.errors import DuplicateInstance, InvalidInstance, StudyMismatch
 from dicomvault.index.engine import open_database
 from dicomvault.index.models import Instance, PendingWrite, Series, Study
 from dicomvault.index.repository import IndexRepository
-from dicomvault.index.writer import BatchWriter
 from dicomvault.index.scope import Scope
+from dicomvault.index.writer import BatchWriter
 from dicomvault.ingest.pipeline import Ingestor, IngestStatus
 from dicomvault.ingest.removal import Remover, sweep_pending_writes
 from dicomvault.storage.local import LocalBlobStore

@@ -47,16 +47,42 @@ def running_postgres() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     subprocess.run(
-        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                      "--no-sync", "-E", "UTF8", "--locale=C"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     log = root / "server.log"
     subprocess.run(
-        _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "start",
-                      "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                      "-c max_connections=200"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-w",
+                "start",
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c max_connections=200",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -69,9 +95,20 @@ def running_postgres() -> Iterator[str]:
                 break
             time.sleep(0.2)
         subprocess.run(
-            _as_postgres([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
-                          "postgres", "dicomvault"]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    str(bindir / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    "dicomvault",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/dicomvault"
     finally:
@@ -90,8 +127,19 @@ def create_database(server_url: str, name: str) -> str:
     bindir = find_pg_bin()
     assert bindir is not None
     subprocess.run(
-        _as_postgres([str(bindir / "createdb"), "-h", str(url.host), "-p", str(url.port), "-U",
-                      str(url.username), name]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(bindir / "createdb"),
+                "-h",
+                str(url.host),
+                "-p",
+                str(url.port),
+                "-U",
+                str(url.username),
+                name,
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     return url.set(database=name).render_as_string(hide_password=False)

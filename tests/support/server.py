@@ -98,8 +98,17 @@ def running_server(
     exe = Path(sys.executable).parent / "dicomvault"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-             str(data_dir), *(args or [])],
+            [
+                str(exe),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                *(args or []),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=full_env,

@@ -15,6 +15,7 @@ from dicomvault.api.auditing import AuditMiddleware
 from dicomvault.api.errors import install_error_handlers
 from dicomvault.api.security import enforce
 from dicomvault.bootstrap import Services
+from dicomvault.observability.access_log import AccessLogMiddleware
 
 
 def create_app(services: Services) -> FastAPI:
@@ -52,6 +53,8 @@ def create_app(services: Services) -> FastAPI:
         dicomweb.build_router("/tenants/{tenant}/dicom-web", ["dicomweb (one tenant)"])
     )
     app.add_middleware(AuditMiddleware)
+    # Outermost of ours: sees the correlation ID the audit middleware assigned, logs no queries.
+    app.add_middleware(AccessLogMiddleware)
     origins = services.settings.cors_origins
     if origins:
         app.add_middleware(

@@ -35,6 +35,15 @@ ROLE_GRANTS: dict[Role, frozenset[Action]] = {
     Role.AUDITOR: frozenset({Action.AUDIT}),
 }
 
+# The DIMSE services (PS3.7) and the action each needs; C-ECHO needs only an association.
+DIMSE_SERVICE_ACTIONS: dict[str, Action | None] = {
+    "C-ECHO": None,
+    "C-STORE": Action.STORE,
+    "C-FIND": Action.SEARCH,
+    "C-MOVE": Action.RETRIEVE,
+    "C-GET": Action.RETRIEVE,
+}
+
 # OAuth2 scopes a partner client can be narrowed to (RFC 6749 3.3).
 SCOPE_FOR_ACTION: dict[Action, str] = {
     Action.SEARCH: "dicom.search",

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ def test_hash_is_sha256_of_sorted_compact_json_including_prev_hash() -> None:
     assert record.hash == hashlib.sha256(raw).hexdigest() == record.computed_hash()
 
 
-CHANGES: dict[str, object] = {
+CHANGES: dict[str, Any] = {
     "id": 2,
     "time": datetime(2026, 1, 2, 3, 4, 5, 678902, tzinfo=UTC),
     "principal_subject": "user:8",
@@ -113,9 +114,7 @@ def test_operation_kinds_use_dcm_codes_from_cid_400_and_401() -> None:
         assert kind.event_type is None or kind.event_type in codes.EVENT_TYPE_MEANING
     assert codes.QUERY.event_id == "110112"
     assert codes.RETRIEVE.event_id == "110104"
-    assert codes.STUDY_DELETE == codes.EventKind(
-        codes.EventID.STUDY_DELETED, codes.EventActionCode.DELETE
-    )
+    assert (codes.STUDY_DELETE.event_id, codes.STUDY_DELETE.action) == ("110105", "D")
     assert codes.LOGIN.event_id == "110114" and codes.LOGIN.event_type == "110122"
     assert codes.AUTHORIZATION_DENIED.event_id == "110113"
     assert codes.AUDIT_LOG_USED.event_id == "110101"

@@ -52,11 +52,13 @@ class AuditEvent:
     principal_name: str = ""
     role: str = ""
     tenant: str | None = None
+    # The one place a patient ID may be recorded (PS3.15 A.5: the patient participant object).
     patient_id: str | None = None
     study_uids: tuple[str, ...] = ()
     series_uids: tuple[str, ...] = ()
     source_ip: str | None = None
     correlation_id: str | None = None
+    # Free text for auditors, NEVER PHI: no patient names, birth dates, query strings with names.
     detail: str = ""
     time: datetime | None = None
 

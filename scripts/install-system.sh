@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Debian packages the test suite starts as real servers. Idempotent; installs only what is missing.
+# Debian packages the test suite starts as real servers (and Chromium for the browser tests).
+# Idempotent; installs only what is missing.
 set -euo pipefail
-packages=(postgresql redis-server dcmtk)
+packages=(postgresql redis-server dcmtk chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

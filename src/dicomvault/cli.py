@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,15 +80,29 @@ def serve(**options: Any) -> None:
 @click.option("--database-url")
 @click.option("--storage-url")
 @click.option("--workers", type=int, help="Files ingested at once [default 4]")
-def import_(paths: tuple[Path, ...], workers: int | None, **options: Any) -> None:
-    """Load folder trees of DICOM files (recursive; non-DICOM files are skipped and counted)."""
+@click.option(
+    "--tenant",
+    help="Tenant (facility) the data belongs to; created if missing [default: default tenant]",
+)
+def import_(
+    paths: tuple[Path, ...], workers: int | None, tenant: str | None, **options: Any
+) -> None:
+    """Load folder trees of DICOM files (recursive; non-DICOM files are skipped and counted).
+
+    The run is one Import event in the audit trail (PS3.15 A.5.3), as the operating-system
+    user, naming the tenant, the studies and the patients imported.
+    """
+    settings = _settings(import_workers=workers, **options)
+    target = tenant or settings.default_tenant
+    if not _TENANT_NAME.match(target):
+        raise click.BadParameter("letters, digits, '_' and '-' only", param_hint="--tenant")
+
     from tqdm import tqdm
 
     from dicomvault.bootstrap import build_services, prepare
     from dicomvault.index.scope import Scope
     from dicomvault.ingest.folder import import_paths, iter_files
 
-    settings = _settings(import_workers=workers, **options)
     _logging("warning")
     prepare(settings)
     total = sum(1 for _ in iter_files(paths))
@@ -95,14 +110,22 @@ def import_(paths: tuple[Path, ...], workers: int | None, **options: Any) -> Non
     async def run() -> Any:
         services = build_services(settings)
         try:
+            if not await services.identities.tenants_exist([target]):
+                await services.identities.ensure_tenant(target)
+                await _audit_cli(services, "SECURITY_CONFIGURATION_CHANGE", "import: new tenant")
+                click.echo(f"tenant {target} created", err=True)
+            scope = Scope.single(target)
+            recording = _RecordingIngestor(services.ingestor)
             with tqdm(total=total, unit="file", file=sys.stderr) as bar:
-                return await import_paths(
-                    services.ingestor,
-                    Scope.single(settings.default_tenant),
+                summary = await import_paths(
+                    recording,  # type: ignore[arg-type]
+                    scope,
                     paths,
                     workers=settings.import_workers,
                     on_progress=lambda: bar.update(1),
                 )
+            await _audit_import(services, scope, sorted(recording.studies), summary)
+            return summary
         finally:
             await services.close()
 
@@ -117,6 +140,53 @@ def import_(paths: tuple[Path, ...], workers: int | None, **options: Any) -> Non
         click.echo(f"  failed: {path}: {reason}", err=True)
     if summary.failed:
         sys.exit(1)
+
+
+_TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class _RecordingIngestor:
+    """The services' ingestor, noting which studies an import stored (for its audit record)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.settings = inner.settings
+        self.studies: set[str] = set()
+
+    async def ingest_spooled(self, *args: Any, **kwargs: Any) -> Any:
+        result = await self._inner.ingest_spooled(*args, **kwargs)
+        self.studies.add(result.study_instance_uid)
+        return result
+
+
+async def _audit_import(services: Any, scope: Any, studies: list[str], summary: Any) -> None:
+    """One Import event (DCM 110107, action C) for the whole run; failures make it minor."""
+    import getpass
+
+    from dicomvault.audit import codes
+    from dicomvault.audit.codes import EventOutcome
+    from dicomvault.audit.records import AuditEvent, join_uids
+
+    owners = await services.repository.study_owners(scope, studies, write_only=True)
+    patients = sorted({o.patient_id for o in owners if o.patient_id})
+    user = getpass.getuser()
+    await services.audit.append(
+        AuditEvent.of(
+            codes.IMPORT,
+            outcome=EventOutcome.MINOR_FAILURE if summary.failed else EventOutcome.SUCCESS,
+            principal_subject=f"cli:{user}",
+            principal_name=user,
+            role="admin",
+            tenant=scope.write_tenant,
+            patient_id=join_uids(tuple(patients)) if patients else None,
+            study_uids=tuple(studies),
+            detail=(
+                f"dicomvault import: stored {summary.stored}, already stored "
+                f"{summary.duplicates}, skipped {summary.skipped_not_dicom}, "
+                f"failed {len(summary.failed)}"
+            ),
+        )
+    )
 
 
 @main.group()
@@ -314,12 +384,76 @@ def users(**options: Any) -> None:
 def user_delete(username: str, **options: Any) -> None:
     """Delete a user."""
 
+    from dicomvault.errors import NotFound
+
     async def action(services: Any) -> None:
-        await services.identities.delete_user(username)
+        try:
+            await services.identities.delete_user(username)
+        except NotFound as exc:
+            raise click.ClickException(f"no such user: {username}") from exc
         await _audit_cli(services, "USER_SECURITY_CHANGE", "admin user-delete")
 
     _run_with_services(_settings(**options), action)
     click.echo(f"user {username} deleted")
+
+
+@admin.command("user-set")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, help="Replaces the roles; repeatable")
+@click.option("--tenant", "tenant_names", multiple=True, help="Replaces the tenants; repeatable")
+@click.option("--default-tenant")
+@click.option("--disable/--enable", "disabled", default=None, help="Lock or unlock the account")
+@_with_db_options
+def user_set(
+    username: str,
+    roles: tuple[str, ...],
+    tenant_names: tuple[str, ...],
+    default_tenant: str | None,
+    disabled: bool | None,
+    **options: Any,
+) -> None:
+    """Change a user's roles, tenants, default tenant, or lock the account.
+
+    Tokens already issued stop working: running servers check every request against the store
+    (within seconds); role changes and locking also revoke the user's refresh tokens.
+    """
+    from dicomvault.auth.principal import Role
+
+    for role in roles:
+        Role(role)
+    if not (roles or tenant_names or default_tenant or disabled is not None):
+        raise click.UsageError("nothing to change")
+
+    async def action(services: Any) -> Any:
+        current = await services.identities.user_by_name(username)
+        if current is None:
+            raise click.ClickException(f"no such user: {username}")
+        tenants = list(tenant_names) or current.tenants
+        if not await services.identities.tenants_exist(tenants):
+            raise click.ClickException("unknown tenant")
+        default = default_tenant or current.default_tenant
+        if default not in tenants:
+            if default_tenant:
+                raise click.ClickException("--default-tenant must be one of the tenants")
+            default = tenants[0] if len(tenants) == 1 else None
+        user = await services.identities.update_user(
+            username,
+            roles=list(roles) or None,
+            tenants=list(tenant_names) or None,
+            default_tenant=default,
+            disabled=disabled,
+        )
+        if roles or disabled:
+            await services.identities.revoke_user_tokens(user.pk)
+        await _audit_cli(services, "USER_SECURITY_CHANGE", "admin user-set")
+        return user
+
+    user = _run_with_services(_settings(**options), action)
+    state = "disabled" if user.disabled else "active"
+    click.echo(
+        f"user {user.username}: roles {','.join(user.roles)}, tenants {','.join(user.tenants)}"
+        f" (default {user.default_tenant or '-'}), {state}"
+    )
 
 
 @admin.command("client-add")
@@ -377,6 +511,41 @@ def client_add(
 
     _run_with_services(_settings(**options), action)
     click.echo(f"client_id: {record.client_id}\nclient_secret: {secret}  (shown once)")
+
+
+@admin.command("clients")
+@_with_db_options
+def clients(**options: Any) -> None:
+    """List partner clients (never their secrets)."""
+
+    async def action(services: Any) -> Any:
+        return await services.identities.list_clients()
+
+    for c in _run_with_services(_settings(**options), action):
+        scopes = " ".join(c.scopes) if c.scopes is not None else "*"
+        ips = ",".join(c.allowed_ips) if c.allowed_ips is not None else "*"
+        click.echo(
+            f"{c.client_id}\t{c.name}\t{','.join(c.roles)}\t{','.join(c.tenants)}\t"
+            f"scopes={scopes}\tallow={ips}"
+        )
+
+
+@admin.command("client-delete")
+@click.argument("client_id")
+@_with_db_options
+def client_delete(client_id: str, **options: Any) -> None:
+    """Remove a partner client; its tokens stop working."""
+    from dicomvault.errors import NotFound
+
+    async def action(services: Any) -> None:
+        try:
+            await services.identities.delete_client(client_id)
+        except NotFound as exc:
+            raise click.ClickException(f"no such client: {client_id}") from exc
+        await _audit_cli(services, "USER_SECURITY_CHANGE", "admin client-delete")
+
+    _run_with_services(_settings(**options), action)
+    click.echo(f"client {client_id} deleted")
 
 
 @main.group()

@@ -644,6 +644,22 @@ def test_declared_length_over_limit_refused_before_the_body(small_server: LiveSe
     assert_nothing_left(small_server, before)
 
 
+def test_declared_single_instance_over_instance_limit_refused_before_the_body(
+    small_server: LiveServer,
+) -> None:
+    """Under the request cap but over the instance cap: one application/dicom is one instance."""
+    assert MAX_INSTANCE_BYTES * 2 < MAX_REQUEST_BYTES
+    before = snapshot(small_server)
+    declared = MAX_INSTANCE_BYTES * 2
+    headers = {"Content-Type": "application/dicom", "Content-Length": str(declared)}
+    never_sent = (bytes(64 * 1024) for _ in range(declared // (64 * 1024)))
+    response = raw_post(small_server, headers, never_sent, chunked=False, pause=0.01)
+    assert response.status == 413, response.body
+    assert not response.exhausted
+    assert response.sent < MAX_INSTANCE_BYTES, "the server read the body before refusing it"
+    assert_nothing_left(small_server, before)
+
+
 def test_chunked_body_over_request_limit(small_server: LiveServer) -> None:
     """Parts each under the instance limit, the whole body far over the request limit."""
     junk_part = bad.multipart_body([bad.random_body(1_000_000)], BOUNDARY, close=False)

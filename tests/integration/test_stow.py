@@ -214,10 +214,19 @@ def test_non_zero_preamble_is_zeroed(http: httpx.Client) -> None:
     polyglot = with_preamble(data, PE_PREAMBLE)
     response = _post(http, [polyglot])
     assert response.status_code == 200, response.text
+    (item,) = response.json()["00081199"]["Value"]
+    assert item["00081196"] == {"vr": "US", "Value": [0xB000]}, "coercion must be reported"
     stored = _retrieve(http, data)
     assert stored[:128] == bytes(128)
     assert stored[128:] == polyglot[128:]
     assert stored == data
+
+
+def test_standard_preamble_gives_no_warning(http: httpx.Client) -> None:
+    response = _post(http, [fresh_ct()])
+    assert response.status_code == 200, response.text
+    (item,) = response.json()["00081199"]["Value"]
+    assert "00081196" not in item
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, field_validator
 
-from dicomvault.api.deps import get_services
+from dicomvault.api.deps import ServicesDep
 from dicomvault.auth.passwords import hash_secret
 from dicomvault.auth.principal import Role
 from dicomvault.auth.store import ClientRecord, UserRecord
@@ -17,7 +17,6 @@ from dicomvault.bootstrap import Services
 from dicomvault.errors import BadRequest, NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
@@ -186,12 +185,16 @@ async def patch_user(username: str, body: UserPatch, services: ServicesDep) -> U
     user = await services.identities.update_user(username, **changes)
     if body.password or body.disabled or body.roles is not None:
         await services.identities.revoke_user_tokens(user.pk)
+    # Access tokens already issued are checked against the store on every request: a changed
+    # role or tenant, or a disabled user, ends them now (api/security.py, auth/service.py).
+    services.auth.forget()
     return UserOut.of(user)
 
 
 @router.delete("/users/{username}", status_code=204, summary="Delete a user")
 async def delete_user(username: str, services: ServicesDep) -> None:
     await services.identities.delete_user(username)
+    services.auth.forget()
 
 
 @router.get("/clients", response_model=list[ClientOut], summary="List partner clients")
@@ -230,3 +233,4 @@ async def create_client(body: ClientIn, request: Request, services: ServicesDep)
 @router.delete("/clients/{client_id}", status_code=204, summary="Remove a partner client")
 async def delete_client(client_id: str, services: ServicesDep) -> None:
     await services.identities.delete_client(client_id)
+    services.auth.forget()

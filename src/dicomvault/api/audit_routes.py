@@ -6,17 +6,16 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from dicomvault.api.deps import get_services
+from dicomvault.api.deps import ServicesDep
 from dicomvault.audit.fhir import to_fhir_bundle
 from dicomvault.audit.records import AuditRecord
 from dicomvault.bootstrap import Services
 from dicomvault.errors import BadRequest
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def _search(
@@ -27,6 +26,7 @@ async def _search(
     until: datetime | None,
     event: str | None,
     tenant: str | None,
+    correlation_id: str | None,
     limit: int,
     offset: int,
 ) -> list[AuditRecord]:
@@ -38,6 +38,7 @@ async def _search(
             until=until,
             action=event,
             tenant=tenant,
+            correlation_id=correlation_id,
             limit=limit,
             offset=offset,
         )
@@ -53,7 +54,8 @@ def _record_json(record: AuditRecord) -> dict[str, Any]:
 
 _FILTERS = (
     "Filters: `patient_id`, `principal` (subject or name), `since`/`until` (ISO 8601), "
-    "`event` (DCM event ID, e.g. 110112 Query), `tenant`; newest first."
+    "`event` (DCM event ID, e.g. 110112 Query), `tenant`, `correlation_id` (the X-Request-ID "
+    "of the request recorded); newest first."
 )
 
 
@@ -66,11 +68,12 @@ async def search_audit(
     until: datetime | None = None,
     event: str | None = None,
     tenant: str | None = None,
+    correlation_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JSONResponse:
     records = await _search(
-        services, patient_id, principal, since, until, event, tenant, limit, offset
+        services, patient_id, principal, since, until, event, tenant, correlation_id, limit, offset
     )
     return JSONResponse([_record_json(r) for r in records])
 
@@ -89,10 +92,11 @@ async def export_fhir(
     until: datetime | None = None,
     event: str | None = None,
     tenant: str | None = None,
+    correlation_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JSONResponse:
     records = await _search(
-        services, patient_id, principal, since, until, event, tenant, limit, offset
+        services, patient_id, principal, since, until, event, tenant, correlation_id, limit, offset
     )
     return JSONResponse(to_fhir_bundle(records), media_type="application/fhir+json")

@@ -82,6 +82,34 @@ def _login_keys(request: Request, account: str) -> list[str]:
     return [f"login:account:{account}", f"login:ip:{client_address(request) or '?'}"]
 
 
+_FORM = "application/x-www-form-urlencoded"
+_TOKEN_PARAMETERS = (
+    "grant_type",
+    "username",
+    "password",
+    "refresh_token",
+    "client_id",
+    "client_secret",
+    "scope",
+)
+
+
+async def _form_problem(request: Request, names: tuple[str, ...]) -> OAuthError | None:
+    """RFC 6749 3.2: form-encoded, and no parameter more than once; else ``invalid_request``.
+
+    Checked by hand so that a JSON body or a missing ``grant_type`` answers the OAuth error
+    clients understand (400 ``invalid_request``), not FastAPI's 422.
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != _FORM:
+        return OAuthError("invalid_request", f"the body must be {_FORM}")
+    form = await request.form()
+    repeated = sorted(n for n in names if len(form.getlist(n)) > 1)
+    if repeated:
+        return OAuthError("invalid_request", f"repeated parameter: {repeated[0]}")
+    return None
+
+
 @router.post(
     "/token",
     summary="OAuth2 token endpoint",
@@ -89,12 +117,14 @@ def _login_keys(request: Request, account: str) -> list[str]:
         "RFC 6749. Form-encoded `grant_type=password` (username, password), "
         "`client_credentials` (client_id and client_secret in the body or HTTP Basic; optional "
         "scope) or `refresh_token` (rotated on every use; reusing one revokes its family). "
-        "Answers `access_token`, `token_type`, `expires_in` and, for users, `refresh_token`."
+        "Answers `access_token`, `token_type`, `expires_in` and, for users, `refresh_token`. "
+        "Errors are RFC 6749 5.2 JSON (`invalid_request`, `invalid_grant`, `invalid_client`, "
+        "`invalid_scope`, `unsupported_grant_type`)."
     ),
 )
 async def token(
     request: Request,
-    grant_type: Annotated[str, Form()],
+    grant_type: Annotated[str | None, Form()] = None,
     username: Annotated[str | None, Form()] = None,
     password: Annotated[str | None, Form()] = None,
     refresh_token: Annotated[str | None, Form()] = None,
@@ -102,41 +132,26 @@ async def token(
     client_secret: Annotated[str | None, Form()] = None,
     scope: Annotated[str | None, Form()] = None,
 ) -> Response:
-    auth = get_services(request).auth
     basic = _basic_credentials(request)
+    problem = await _form_problem(request, _TOKEN_PARAMETERS)
+    if problem is not None:
+        return _oauth_error(problem)
     try:
         if grant_type == "password":
-            if not username or password is None:
-                raise OAuthError("invalid_request", "username and password are required")
-            request.state.audit_subject = username
-            keys = _login_keys(request, f"user:{username}")
-            await _limit_failed_logins(request, keys, failed=False)
-            try:
-                grant = await auth.password_grant(username, password)
-            except OAuthError:
-                await _limit_failed_logins(request, keys, failed=True)
-                raise
+            grant = await _password_grant(request, username, password)
         elif grant_type == "client_credentials":
+            if basic is not None and (client_id or client_secret):
+                raise OAuthError("invalid_request", "use one client authentication method")
             cid, secret = basic or (client_id, client_secret)
-            if not cid or secret is None:
-                raise OAuthError("invalid_client", "client authentication required", status=401)
-            request.state.audit_subject = f"client:{cid}"
-            keys = _login_keys(request, f"client:{cid}")
-            await _limit_failed_logins(request, keys, failed=False)
-            try:
-                grant = await auth.client_credentials_grant(
-                    cid, secret, scope, client_address(request)
-                )
-            except OAuthError as error:
-                if error.error == "invalid_client":
-                    await _limit_failed_logins(request, keys, failed=True)
-                raise
+            grant = await _client_grant(request, cid, secret, scope)
         elif grant_type == "refresh_token":
             if not refresh_token:
                 raise OAuthError("invalid_request", "refresh_token is required")
-            grant = await auth.refresh_grant(refresh_token)
+            grant = await get_services(request).auth.refresh_grant(refresh_token)
+        elif not grant_type:
+            raise OAuthError("invalid_request", "grant_type is required")
         else:
-            raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r}")
+            raise OAuthError("unsupported_grant_type", "grant_type is not supported")
     except RefreshTokenReused as error:
         request.state.security_alert = "refresh token reuse"
         return _oauth_error(error)
@@ -144,6 +159,38 @@ async def token(
         return _oauth_error(error, basic=basic is not None)
     request.state.principal = grant.principal
     return JSONResponse(_token_body(grant), headers=_NO_STORE)
+
+
+async def _password_grant(request: Request, username: str | None, password: str | None) -> Grant:
+    # RFC 6749 3.2: a parameter sent without a value is treated as omitted.
+    if not username or not password:
+        raise OAuthError("invalid_request", "username and password are required")
+    request.state.audit_subject = username
+    keys = _login_keys(request, f"user:{username}")
+    await _limit_failed_logins(request, keys, failed=False)
+    try:
+        return await get_services(request).auth.password_grant(username, password)
+    except OAuthError:
+        await _limit_failed_logins(request, keys, failed=True)
+        raise
+
+
+async def _client_grant(
+    request: Request, client_id: str | None, secret: str | None, scope: str | None
+) -> Grant:
+    if not client_id or not secret:
+        raise OAuthError("invalid_client", "client authentication required", status=401)
+    request.state.audit_subject = f"client:{client_id}"
+    keys = _login_keys(request, f"client:{client_id}")
+    await _limit_failed_logins(request, keys, failed=False)
+    try:
+        return await get_services(request).auth.client_credentials_grant(
+            client_id, secret, scope, client_address(request)
+        )
+    except OAuthError as error:
+        if error.error == "invalid_client":
+            await _limit_failed_logins(request, keys, failed=True)
+        raise
 
 
 @router.post(
@@ -157,17 +204,16 @@ async def token(
 )
 async def session_login(
     request: Request,
-    username: Annotated[str, Form()],
-    password: Annotated[str, Form()],
+    username: Annotated[str | None, Form()] = None,
+    password: Annotated[str | None, Form()] = None,
 ) -> Response:
     services = get_services(request)
-    request.state.audit_subject = username
-    keys = _login_keys(request, f"user:{username}")
-    await _limit_failed_logins(request, keys, failed=False)
+    problem = await _form_problem(request, ("username", "password"))
+    if problem is not None:
+        return _oauth_error(problem)
     try:
-        grant = await services.auth.password_grant(username, password)
+        grant = await _password_grant(request, username, password)
     except OAuthError as error:
-        await _limit_failed_logins(request, keys, failed=True)
         return _oauth_error(error)
     request.state.principal = grant.principal
     csrf = secrets.token_urlsafe(24)

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 
 from fastapi import Request
+from starlette.datastructures import Headers
 from starlette.routing import Route
 
 from dicomvault.api.deps import get_services
 from dicomvault.api.permissions import RoutePolicy, policy_for
-from dicomvault.auth.principal import Principal
+from dicomvault.auth.principal import Action, Principal
 from dicomvault.auth.ratelimit import rate_limit_headers
+from dicomvault.auth.service import AddressNotAllowed
 from dicomvault.auth.tokens import InvalidToken
 from dicomvault.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
 from dicomvault.index.scope import Scope
@@ -36,6 +39,7 @@ def route_template(request: Request) -> str | None:
 
 async def enforce(request: Request) -> None:
     """App-wide dependency; raises the error the client gets, or leaves state for the route."""
+    request.state.client_address = client_address(request)
     template = route_template(request)
     policy = policy_for(request.method, template) if template else None
     if policy is None:
@@ -48,10 +52,19 @@ async def enforce(request: Request) -> None:
     await _rate_limit(request, principal)
     if policy.action is not None and not principal.may(policy.action):
         raise Forbidden(f"not allowed to {policy.action.value}")
-    request.state.scope = scope_for(request, principal, policy)
+    scope = scope_for(request, principal, policy)
+    request.state.scope = scope
+    if policy.action is Action.DELETE:
+        await _note_owners_before_delete(request, scope)
 
 
 async def authenticate_request(request: Request) -> Principal:
+    """The verified principal of the request's Bearer token or session cookie (401 if none).
+
+    Besides the signature, ``AuthService.authenticate`` checks the token against the identity
+    store on every request: logout, a disabled or deleted user, changed roles or tenants end it;
+    a partner client is held to its IP allowlist here, not only when its token was issued.
+    """
     services = get_services(request)
     token, from_cookie = _credentials(request)
     if token is None:
@@ -59,10 +72,24 @@ async def authenticate_request(request: Request) -> Principal:
     if from_cookie and request.method not in _SAFE_METHODS:
         _check_csrf(request)
     try:
-        return await services.auth.authenticate(token)
+        return await services.auth.authenticate(token, client_address(request))
     except InvalidToken as exc:
         request.state.auth_failure = str(exc)
         raise Unauthenticated("invalid or expired token") from exc
+    except AddressNotAllowed as exc:
+        raise Forbidden("client not allowed from this address") from exc
+
+
+async def _note_owners_before_delete(request: Request, scope: Scope) -> None:
+    """Who the data to be deleted belongs to, read while it still exists (for the audit record).
+
+    After the delete the study may be gone; the audit middleware uses what is noted here.
+    """
+    study = request.path_params.get("study")
+    if not study:
+        return
+    owners = await get_services(request).repository.study_owners(scope, [study], write_only=True)
+    request.state.audit_owners = owners
 
 
 def _credentials(request: Request) -> tuple[str | None, bool]:
@@ -71,6 +98,7 @@ def _credentials(request: Request) -> tuple[str | None, bool]:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip(), False
+        request.state.auth_failure = "unsupported Authorization scheme"
         raise Unauthenticated("Authorization must be a Bearer token")
     cookie = request.cookies.get(ACCESS_COOKIE)
     return (cookie, True) if cookie else (None, False)
@@ -110,17 +138,43 @@ def scope_for(request: Request, principal: Principal, policy: RoutePolicy) -> Sc
 
 
 def client_address(request: Request) -> str | None:
-    """The peer address; X-Forwarded-For only when the peer is a configured trusted proxy."""
+    """The caller's address: the peer, or what a configured trusted proxy says it forwarded."""
     peer = request.client.host if request.client else None
     trusted = get_services(request).settings.trusted_proxies
-    if peer and trusted and _in_networks(peer, trusted):
-        forwarded = request.headers.get("x-forwarded-for", "")
-        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        while hops and _in_networks(hops[-1], trusted):
-            hops.pop()
-        if hops:
-            return hops[-1]
-    return peer
+    return resolve_client_address(peer, request.headers, trusted)
+
+
+def resolve_client_address(peer: str | None, headers: Headers, trusted: list[str]) -> str | None:
+    """X-Forwarded-For (or RFC 7239 ``Forwarded: for=``) only when the peer is a trusted proxy.
+
+    The hops are read right to left and trusted proxies skipped: the first address that is not
+    one of ours is the client (anything left of it could have been written by the client).
+    """
+    if not (peer and trusted and _in_networks(peer, trusted)):
+        return peer
+    hops = _forwarded_for(headers)
+    while hops and _in_networks(hops[-1], trusted):
+        hops.pop()
+    return hops[-1] if hops else peer
+
+
+_FORWARDED_FOR = re.compile(r'(?:^|[;,\s])for="?\[?([^\]";,\s]+)', re.IGNORECASE)
+
+
+def _forwarded_for(headers: Headers) -> list[str]:
+    xff = ",".join(headers.getlist("x-forwarded-for"))
+    if xff.strip():
+        return [h.strip() for h in xff.split(",") if h.strip()]
+    forwarded = ",".join(headers.getlist("forwarded"))
+    hops = [_strip_port(m) for m in _FORWARDED_FOR.findall(forwarded)]
+    return [h for h in hops if h]
+
+
+def _strip_port(address: str) -> str:
+    # "192.0.2.1:4711" -> "192.0.2.1"; a bare IPv6 address (already unbracketed) is kept whole.
+    if address.count(":") == 1:
+        return address.split(":", 1)[0]
+    return address
 
 
 def _in_networks(address: str, networks: list[str]) -> bool:

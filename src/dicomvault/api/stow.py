@@ -108,6 +108,8 @@ async def store_request(
     check_declared_length(request, settings.max_request_bytes)
     media = parse_media_type(request.headers.get("content-type", ""))
     if media.type == "application/dicom":
+        # A single instance: its own cap applies to the declared length, before any byte is read.
+        check_declared_length(request, settings.max_instance_bytes)
         return await _store_single(request, ingestor, scope, study_uid)
     if media.type != "multipart/related":
         raise UnsupportedMediaType(

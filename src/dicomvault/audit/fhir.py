@@ -18,7 +18,7 @@ from dicomvault.audit.codes import (
     EVENT_ID_MEANING,
     EVENT_TYPE_MEANING,
 )
-from dicomvault.audit.records import AuditRecord
+from dicomvault.audit.records import AuditRecord, split_uids
 
 JSON = dict[str, Any]
 
@@ -117,10 +117,11 @@ def _source(record: AuditRecord) -> JSON:
 
 def _entities(record: AuditRecord) -> list[JSON]:
     entities: list[JSON] = []
-    if record.patient_id is not None:
+    # A record about several patients holds their IDs backslash-joined: one entity each.
+    for patient_id in split_uids(record.patient_id or ""):
         entities.append(
             {
-                "what": {"identifier": {"value": record.patient_id}},
+                "what": {"identifier": {"value": patient_id}},
                 "type": _PERSON,
                 "role": _PATIENT_ROLE,
             }

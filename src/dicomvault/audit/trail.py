@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, insert, or_, select, text
+from sqlalchemy import ColumnElement, Select, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from dicomvault.audit.models import AuditEventRow
@@ -73,13 +73,15 @@ class AuditTrail:
         until: datetime | None = None,
         action: str | None = None,
         tenant: str | None = None,
+        correlation_id: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[AuditRecord]:
         """Records matching every filter given, newest first.
 
         ``principal`` matches the subject id or the name; ``action`` is an event ID
-        (``codes.EventID``, e.g. "110112"); ``since`` is inclusive, ``until`` exclusive.
+        (``codes.EventID``, e.g. "110112"); ``since`` is inclusive, ``until`` exclusive;
+        ``patient_id`` also matches one value of a multi-patient record (backslash-joined).
         """
         if not 1 <= limit <= MAX_QUERY_LIMIT or offset < 0:
             raise ValueError(f"limit must be 1..{MAX_QUERY_LIMIT} and offset >= 0")
@@ -91,6 +93,7 @@ class AuditTrail:
             until=until,
             action=action,
             tenant=tenant,
+            correlation_id=correlation_id,
         )
         statement = statement.order_by(AuditEventRow.id.desc()).limit(limit).offset(offset)
         async with self._db.read() as session:
@@ -137,16 +140,21 @@ def chain_fault(record: AuditRecord, prev_id: int, prev_hash: str) -> str | None
     return None
 
 
+# Built once: every request appends a record, and a statement with its values bound in
+# (``insert().values(...)``) is compiled anew each time, where parameters leave it cached.
+_HEAD = select(AuditEventRow.id, AuditEventRow.hash).order_by(AuditEventRow.id.desc()).limit(1)
+_INSERT = insert(AuditEventRow)
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
 def _append_in(session: Session, event: AuditEvent) -> AuditRecord:
     """Inside one write transaction: lock the chain, read its head, insert the next record."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
-    head = session.execute(
-        select(AuditEventRow.id, AuditEventRow.hash).order_by(AuditEventRow.id.desc()).limit(1)
-    ).first()
+        session.execute(_LOCK, {"key": APPEND_LOCK_KEY})
+    head = session.execute(_HEAD).first()
     prev_id, prev_hash = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
     record = AuditRecord.seal(event, id=prev_id + 1, time=datetime.now(UTC), prev_hash=prev_hash)
-    session.execute(insert(AuditEventRow).values(**record.columns()))
+    session.execute(_INSERT, [record.columns()])
     return record
 
 
@@ -159,10 +167,11 @@ def _filtered(
     until: datetime | None,
     action: str | None,
     tenant: str | None,
+    correlation_id: str | None = None,
 ) -> Select[AuditEventRow]:
     row = AuditEventRow
     if patient_id is not None:
-        statement = statement.where(row.patient_id == patient_id)
+        statement = statement.where(_has_patient(patient_id))
     if principal is not None:
         statement = statement.where(
             or_(row.principal_subject == principal, row.principal_name == principal)
@@ -175,7 +184,22 @@ def _filtered(
         statement = statement.where(row.event_id == str(action))
     if tenant is not None:
         statement = statement.where(row.tenant == tenant)
+    if correlation_id is not None:
+        statement = statement.where(row.correlation_id == correlation_id)
     return statement
+
+
+def _has_patient(patient_id: str) -> ColumnElement[bool]:
+    """``patient_id`` is the record's patient, or one of its backslash-joined patients."""
+    column = AuditEventRow.patient_id
+    literal = patient_id.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    sep = "\\"
+    return or_(
+        column == patient_id,
+        column.like(f"{literal}{sep}%", escape="!"),
+        column.like(f"%{sep}{literal}", escape="!"),
+        column.like(f"%{sep}{literal}{sep}%", escape="!"),
+    )
 
 
 def record_from_row(row: AuditEventRow) -> AuditRecord:

@@ -2,7 +2,8 @@
 
 Only asymmetric algorithms are accepted (an HS256 token "signed" with the provider's public key
 is refused), the issuer and audience must match a configured provider, and keys are looked up by
-``kid`` in the provider's JWKS, which is fetched again when an unknown ``kid`` appears (rotation).
+``kid`` in the provider's JWKS, which is fetched again when an unknown ``kid`` appears (rotation,
+at most once per ``jwks_refresh_cooldown``) and every five minutes (withdrawn keys).
 """
 
 from __future__ import annotations
@@ -25,12 +26,25 @@ class OidcVerifier:
     def __init__(self, providers: Sequence[OidcProvider]) -> None:
         self._providers = {p.issuer: p for p in providers}
         self._clients = {
-            p.issuer: PyJWKClient(p.jwks_url, cache_keys=True, lifespan=300, timeout=10)
+            p.issuer: PyJWKClient(
+                p.jwks_url,
+                # No per-kid cache: it never expires, so a key the provider withdrew would be
+                # trusted on. The JWK set itself is cached for ``lifespan`` seconds.
+                cache_keys=False,
+                lifespan=300,
+                timeout=10,
+                # Bounds how often forged kids can make us refetch the provider's JWKS.
+                cooldown_duration=p.jwks_refresh_cooldown,
+            )
             for p in providers
         }
 
     def handles(self, issuer: str) -> bool:
         return issuer in self._providers
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._providers)
 
     async def verify(self, token: str, issuer: str) -> Principal:
         provider = self._providers[issuer]
@@ -54,13 +68,18 @@ class OidcVerifier:
 
 
 def principal_from_oidc(provider: OidcProvider, claims: Mapping[str, Any]) -> Principal:
-    """Map the provider's claims to roles and tenants (configured per provider)."""
+    """Map the provider's claims to roles and tenants (configured per provider).
+
+    Roles always go through ``role_map`` (a provider's group names are not ours). Tenants go
+    through ``tenant_map`` when one is configured, unmapped names dropped; without one the
+    claim's names are the tenant names.
+    """
     roles = set()
     for name in _names(_claim(claims, provider.roles_claim)):
         mapped = provider.role_map.get(name)
         if mapped in {r.value for r in Role}:
             roles.add(Role(mapped))
-    tenants = frozenset(_names(_claim(claims, provider.tenants_claim)))
+    tenants = frozenset(_tenants(provider, _names(_claim(claims, provider.tenants_claim))))
     if not tenants and provider.default_tenant:
         tenants = frozenset({provider.default_tenant})
     default = provider.default_tenant if provider.default_tenant in tenants else None
@@ -72,6 +91,12 @@ def principal_from_oidc(provider: OidcProvider, claims: Mapping[str, Any]) -> Pr
         tenants=tenants,
         default_tenant=default or (sorted(tenants)[0] if len(tenants) == 1 else None),
     )
+
+
+def _tenants(provider: OidcProvider, names: list[str]) -> list[str]:
+    if not provider.tenant_map:
+        return names
+    return [provider.tenant_map[n] for n in names if n in provider.tenant_map]
 
 
 def _claim(claims: Mapping[str, Any], path: str) -> Any:

@@ -80,6 +80,9 @@ class Principal:
     # None: not narrowed. Otherwise the OAuth2 scopes the client was granted.
     scopes: frozenset[str] | None = None
     rate_plan: RatePlan | None = None
+    # The refresh-token family a user's access token belongs to: logging out (or reuse of a
+    # rotated refresh token) revokes the family, and with it every access token of the session.
+    session_id: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def may(self, action: Action) -> bool:

@@ -23,6 +23,7 @@ never anything taken from the request such as an ``X-Forwarded-For`` address.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -31,10 +32,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from dicomvault.auth.principal import RatePlan
 
 MICROSECONDS = 1_000_000
+log = logging.getLogger("dicomvault.ratelimit")
 
 
 @dataclass(frozen=True)
@@ -181,20 +184,44 @@ class RedisRateLimiter:
 
     Each key expires when its bucket is full again (TTL = ``TAT - now``), at which point an absent
     key means exactly what the stored one did, so Redis holds only recently active principals.
-    Connection errors propagate (``redis.exceptions.RedisError``): whether to fail open or closed
-    is the caller's policy.
+
+    When Redis cannot be reached (``redis.exceptions.RedisError``, ``OSError``) and a
+    ``fallback`` is given, the hit is counted there instead: the limit then holds per process
+    rather than across replicas, and requests go on being served (and audited) instead of
+    failing with a 500 while the cache is down. The outage is logged once a minute, without keys
+    (they name principals). Without a fallback the error propagates to the caller.
     """
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "dicomvault:ratelimit:") -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str = "dicomvault:ratelimit:",
+        *,
+        fallback: RateLimiter | None = None,
+    ) -> None:
         self._client = client
         self.prefix = prefix
         self._script = client.register_script(GCRA_SCRIPT)
+        self._fallback = fallback
+        self._last_outage_log = -math.inf
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "dicomvault:ratelimit:") -> RedisRateLimiter:
-        """A limiter with its own connection pool, e.g. ``redis://127.0.0.1:6379/0``."""
-        client: aioredis.Redis = aioredis.Redis.from_url(url)
-        return cls(client, prefix=prefix)
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = "dicomvault:ratelimit:",
+        *,
+        fallback: RateLimiter | None = None,
+        socket_timeout: float = 2.0,
+    ) -> RedisRateLimiter:
+        """A limiter with its own connection pool, e.g. ``redis://127.0.0.1:6379/0``.
+
+        ``socket_timeout`` bounds how long a hung Redis can hold a request before the fallback.
+        """
+        client: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        )
+        return cls(client, prefix=prefix, fallback=fallback)
 
     def redis_key(self, key: str) -> str:
         """The Redis key holding ``key``'s TAT."""
@@ -205,14 +232,28 @@ class RedisRateLimiter:
     ) -> Decision:
         interval = emission_interval_us(plan)
         _check_cost(cost, plan)
-        reply = await self._script(
-            keys=[self.redis_key(key)], args=[interval, plan.burst, cost, int(dry_run)]
-        )
+        try:
+            reply = await self._script(
+                keys=[self.redis_key(key)], args=[interval, plan.burst, cost, int(dry_run)]
+            )
+        except (RedisError, OSError):
+            if self._fallback is None:
+                raise
+            self._note_outage()
+            return await self._fallback.hit(key, plan, cost, dry_run=dry_run)
         allowed, reset_us, retry_us = (int(value) for value in reply)
         return _decision(bool(allowed), reset_us, retry_us, interval, plan.burst)
 
+    def _note_outage(self) -> None:
+        now = time.monotonic()
+        if now - self._last_outage_log >= 60:
+            self._last_outage_log = now
+            log.warning("redis unreachable: rate limits counted per process until it is back")
+
     async def close(self) -> None:
         await self._client.aclose()
+        if self._fallback is not None:
+            await self._fallback.close()
 
 
 def rate_limit_headers(decision: Decision, plan: RatePlan) -> dict[str, str]:

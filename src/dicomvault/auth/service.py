@@ -1,12 +1,24 @@
-"""Authentication: the OAuth2 grants (RFC 6749), bearer verification, the first admin."""
+"""Authentication: the OAuth2 grants (RFC 6749), bearer verification, the first admin.
+
+A verified signature proves a token was issued here, not that it still should be honoured: every
+request also checks the token's principal against the identity store — the user still exists, is
+not disabled and has the roles and tenants the token claims; the login session (refresh-token
+family) was not logged out or revoked; a partner client still exists and is called from an
+address its allowlist admits. Lookups are cached for ``REVALIDATE_SECONDS`` per process and the
+cache is dropped on every change made through this service, so a change is immediate on the
+replica that made it and takes at most that long on the others.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import secrets
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import jwt
 
@@ -32,6 +44,15 @@ class RefreshTokenReused(OAuthError):
     """A rotated-out refresh token was presented: its family is now revoked (security alert)."""
 
 
+class AddressNotAllowed(Exception):
+    """A partner client's valid token, presented from outside the client's IP allowlist."""
+
+
+REVALIDATE_SECONDS = 2.0
+_MAX_CACHED = 10_000
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
 class Grant:
     principal: Principal
@@ -52,6 +73,9 @@ class AuthService:
         self.store = store
         self.issuer = issuer
         self.oidc = oidc
+        self._clock: Callable[[], float] = time.monotonic
+        # key ("user:<pk>", "client:<id>", "sid:<family>") -> (valid until, looked-up value)
+        self._cache: dict[str, tuple[float, object]] = {}
 
     # -- grants --------------------------------------------------------------------------------
     async def password_grant(self, username: str, password: str) -> Grant:
@@ -61,13 +85,15 @@ class AuthService:
             raise OAuthError("invalid_grant", "invalid username or password")
         if needs_rehash(user.password_hash):
             await self.store.update_user(user.username, password_hash=hash_secret(password))
-        principal = user_principal(user, self._default_plan())
-        refresh = await self._new_refresh_token(user.pk, family=uuid.uuid4().hex)
+        family = uuid.uuid4().hex
+        principal = replace(user_principal(user, self._default_plan()), session_id=family)
+        refresh = await self._new_refresh_token(user.pk, family=family)
         return Grant(principal, self.issuer.issue(principal), self.issuer.access_ttl, refresh)
 
     async def refresh_grant(self, refresh_token: str) -> Grant:
         outcome, user_pk, family = await self.store.use_refresh_token(refresh_token)
         if outcome == RefreshOutcome.REUSED:
+            self.forget()  # the family's access tokens die with it, on this replica at once
             raise RefreshTokenReused("invalid_grant", "refresh token already used")
         if outcome != RefreshOutcome.OK or user_pk is None or family is None:
             raise OAuthError("invalid_grant", "invalid or expired refresh token")
@@ -75,7 +101,7 @@ class AuthService:
         if user is None or user.disabled:
             await self.store.revoke_family(family)
             raise OAuthError("invalid_grant", "invalid or expired refresh token")
-        principal = user_principal(user, self._default_plan())
+        principal = replace(user_principal(user, self._default_plan()), session_id=family)
         new_refresh = await self._new_refresh_token(user.pk, family=family)
         return Grant(principal, self.issuer.issue(principal), self.issuer.access_ttl, new_refresh)
 
@@ -98,24 +124,90 @@ class AuthService:
         return Grant(principal, self.issuer.issue(principal), self.issuer.access_ttl)
 
     async def logout(self, refresh_token: str | None, principal: Principal | None) -> None:
+        """End the session: the refresh token's family and the access token's session.
+
+        Revoking the family revokes every refresh token of the login and, through the ``sid``
+        claim, every access token issued in it; other sessions of the same user live on.
+        """
+        families: set[str] = set()
         if refresh_token:
             _outcome, _user_pk, family = await self.store.use_refresh_token(refresh_token)
             if family is not None:
-                await self.store.revoke_family(family)
-        if principal is not None and principal.kind is PrincipalKind.USER:
-            await self.store.revoke_user_tokens(int(principal.subject.split(":", 1)[1]))
+                families.add(family)
+        if principal is not None and principal.session_id is not None:
+            families.add(principal.session_id)
+        for family in sorted(families):
+            await self.store.revoke_family(family)
+        self.forget()
 
     # -- bearer tokens -------------------------------------------------------------------------
-    async def authenticate(self, token: str) -> Principal:
-        """A local access token, or an external OIDC token from a configured provider."""
-        try:
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise InvalidToken("not a JWT") from exc
-        issuer = unverified.get("iss") if isinstance(unverified, dict) else None
-        if isinstance(issuer, str) and self.oidc.handles(issuer):
-            return await self.oidc.verify(token, issuer)
-        return self.issuer.verify(token)
+    async def authenticate(self, token: str, source_ip: str | None = None) -> Principal:
+        """A local access token, or an external OIDC token from a configured provider.
+
+        Raises ``InvalidToken`` (401) for a token that does not verify or no longer stands for a
+        current identity, ``AddressNotAllowed`` (403) for a client outside its allowlist.
+        """
+        if self.oidc.configured:  # the unverified issuer only picks the verifier
+            try:
+                unverified = jwt.decode(token, options={"verify_signature": False})
+            except jwt.PyJWTError as exc:
+                raise InvalidToken("not a JWT") from exc
+            issuer = unverified.get("iss") if isinstance(unverified, dict) else None
+            if isinstance(issuer, str) and self.oidc.handles(issuer):
+                return await self.oidc.verify(token, issuer)
+        principal = self.issuer.verify(token)
+        if principal.kind is PrincipalKind.USER:
+            await self._check_user(principal)
+        elif principal.kind is PrincipalKind.CLIENT:
+            await self._check_client(principal, source_ip)
+        else:  # our issuer never makes external principals: a token claiming one is forged
+            raise InvalidToken("unexpected principal kind")
+        return principal
+
+    def forget(self) -> None:
+        """Drop the revalidation cache (after any change to users, clients or sessions)."""
+        self._cache.clear()
+
+    async def _check_user(self, principal: Principal) -> None:
+        pk = _subject_id(principal.subject, "user")
+        if not pk.isdigit():
+            raise InvalidToken("malformed subject")
+        user = await self._cached(principal.subject, lambda: self.store.user_by_pk(int(pk)))
+        if user is None or user.disabled:
+            raise InvalidToken("user deleted or disabled")
+        current = user_principal(user, self._default_plan())
+        if not _same_grants(principal, current):
+            raise InvalidToken("user's roles or tenants changed since the token was issued")
+        session = principal.session_id
+        if session is None:
+            raise InvalidToken("user token without a session")
+        if not await self._cached(f"sid:{session}", lambda: self.store.family_active(session)):
+            raise InvalidToken("session ended (logout or revoked refresh token)")
+
+    async def _check_client(self, principal: Principal, source_ip: str | None) -> None:
+        client_id = _subject_id(principal.subject, "client")
+        client = await self._cached(principal.subject, lambda: self.store.client_by_id(client_id))
+        if client is None or client.disabled:
+            raise InvalidToken("client deleted or disabled")
+        current = client_principal(client, self._default_plan())
+        if not _same_grants(principal, current):
+            raise InvalidToken("client's roles or tenants changed since the token was issued")
+        granted = current.scopes
+        if granted is not None and (principal.scopes is None or not principal.scopes <= granted):
+            raise InvalidToken("client's scopes narrowed since the token was issued")
+        if not ip_allowed(client.allowed_ips, source_ip):
+            raise AddressNotAllowed("client not allowed from this address")
+
+    async def _cached(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]  # type: ignore[return-value]
+        value = await load()
+        if len(self._cache) >= _MAX_CACHED:
+            self._cache.clear()
+        self._cache[key] = (now + REVALIDATE_SECONDS, value)
+        return value
 
     # -- first start ---------------------------------------------------------------------------
     async def ensure_first_admin(self) -> str | None:
@@ -166,6 +258,22 @@ def client_principal(client: ClientRecord, default: RatePlan) -> Principal:
         default_tenant=client.default_tenant,
         scopes=frozenset(client.scopes) if client.scopes is not None else None,
         rate_plan=plan,
+    )
+
+
+def _subject_id(subject: str, kind: str) -> str:
+    prefix, sep, rest = subject.partition(":")
+    if prefix != kind or not sep or not rest:
+        raise InvalidToken("malformed subject")
+    return rest
+
+
+def _same_grants(token: Principal, current: Principal) -> bool:
+    """The token still says what the store says: roles, tenants, default tenant."""
+    return (
+        token.roles == current.roles
+        and token.tenants == current.tenants
+        and token.default_tenant == current.default_tenant
     )
 
 

@@ -282,6 +282,20 @@ class IdentityStore:
 
         return await self._writer.run(work)
 
+    async def family_active(self, family: str) -> bool:
+        """Whether a refresh-token family (a login session) still has an unrevoked member.
+
+        Logout, reuse detection and credential changes revoke every member; a deleted user's
+        tokens go with the user (ON DELETE CASCADE). Either way the session is over.
+        """
+        async with self._db.read() as session:
+            found = await session.execute(
+                select(RefreshToken.pk)
+                .where(RefreshToken.family == family, RefreshToken.revoked.is_(False))
+                .limit(1)
+            )
+            return found.first() is not None
+
     async def revoke_family(self, family: str) -> None:
         def work(session: Session) -> None:
             session.execute(

@@ -2,6 +2,8 @@
 
 Verification pins the algorithm and requires exp, iat, nbf, iss, aud and sub, so ``alg: none``,
 an HS256 token made with some public key, a stripped signature or an edited claim all fail.
+A signature that verifies is not the end: ``AuthService.authenticate`` also checks the token
+against the identity store (user disabled, deleted or changed, session logged out).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class TokenIssuer:
             claims["scope"] = " ".join(sorted(principal.scopes))
         if principal.rate_plan is not None:
             claims["rp"] = [principal.rate_plan.rate, principal.rate_plan.burst]
+        if principal.session_id is not None:
+            claims["sid"] = principal.session_id
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Principal:
@@ -76,6 +80,7 @@ def principal_from_claims(claims: dict[str, object]) -> Principal:
         if isinstance(plan, list) and len(plan) == 2:
             rate_plan = RatePlan(rate=float(plan[0]), burst=int(plan[1]))
         default_tenant = claims.get("dt")
+        session = claims.get("sid")
         return Principal(
             subject=str(claims["sub"]),
             kind=PrincipalKind(str(claims.get("knd", PrincipalKind.USER.value))),
@@ -85,6 +90,7 @@ def principal_from_claims(claims: dict[str, object]) -> Principal:
             default_tenant=str(default_tenant) if default_tenant else None,
             scopes=frozenset(str(scope).split()) if scope is not None else None,
             rate_plan=rate_plan,
+            session_id=str(session) if session is not None else None,
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise InvalidToken("malformed claims") from exc

@@ -5,7 +5,7 @@ QIDO's searches live in ``index/search.py``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -72,6 +72,15 @@ class StoredInstance:
     pixel_json: bytes | None
 
 
+@dataclass(frozen=True)
+class StudyOwner:
+    """Who a stored study belongs to: its tenant and its patient (for audit records)."""
+
+    tenant: str
+    study_uid: str
+    patient_id: str | None
+
+
 def _upsert(dialect: str, model: Any, values: dict[str, Any], keys: list[str]) -> Any:
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return ins(model).values(**values).on_conflict_do_nothing(index_elements=keys)
@@ -115,20 +124,16 @@ class IndexRepository:
 
     async def pending_writes(self, older_than: datetime) -> list[tuple[int, str]]:
         """Pending writes begun before ``older_than``: their puts crashed or are long dead."""
-        async with self._db.read() as session:
-            rows = await session.execute(
-                select(PendingWrite.pk, PendingWrite.blob_key).where(
-                    PendingWrite.created_at < older_than
-                )
-            )
-            return [(pk, key) for pk, key in rows.all()]
+        query = select(PendingWrite.pk, PendingWrite.blob_key).where(
+            PendingWrite.created_at < older_than
+        )
+        rows = await self._db.run_read(lambda session: session.execute(query).all())
+        return [(pk, key) for pk, key in rows]
 
     async def blob_is_referenced(self, blob_key: str) -> bool:
-        async with self._db.read() as session:
-            found = await session.execute(
-                select(Instance.pk).where(Instance.blob_key == blob_key).limit(1)
-            )
-            return found.first() is not None
+        query = select(Instance.pk).where(Instance.blob_key == blob_key).limit(1)
+        found = await self._db.run_read(lambda session: session.execute(query).first())
+        return found is not None
 
     # -- store ---------------------------------------------------------------------------------
     async def store_instance(
@@ -181,8 +186,7 @@ class IndexRepository:
             query = query.where(Series.series_uid == series_uid)
         if sop_uid is not None:
             query = query.where(Instance.sop_uid == sop_uid)
-        async with self._db.read() as session:
-            rows = (await session.execute(query)).all()
+        rows = await self._db.run_read(lambda session: session.execute(query).all())
         return [StoredInstance(**row._asdict()) for row in rows]
 
     async def metadata_documents(
@@ -204,8 +208,7 @@ class IndexRepository:
             query = query.where(Series.series_uid == series_uid)
         if sop_uid is not None:
             query = query.where(Instance.sop_uid == sop_uid)
-        async with self._db.read() as session:
-            rows = (await session.execute(query)).all()
+        rows = await self._db.run_read(lambda session: session.execute(query).all())
         return [(a, b, c, bytes(d)) for a, b, c, d in rows]
 
     # -- delete --------------------------------------------------------------------------------
@@ -218,15 +221,19 @@ class IndexRepository:
     ) -> list[str]:
         """Remove the rows of a study/series/instance; return the blob keys to delete.
 
-        Rows go first (in one transaction) so that nothing can be served from a blob that is
-        about to disappear; a crash before the blobs are removed leaves orphans for the sweep.
+        A delete is a write: it acts on the scope's write tenant only (DESIGN.md, "writes go to
+        its default tenant"), never on a study of the same UID in another tenant the caller can
+        read. Rows go first (in one transaction) so that nothing can be served from a blob that
+        is about to disappear; a crash before the blobs are removed leaves orphans for the sweep.
         """
+        if not scope.can_write():
+            return []
+        tenant = scope.write_tenant
 
         def work(session: Session) -> list[str]:
+            # (tenant, study_uid) is unique: at most one row.
             study = session.execute(
-                select(Study.pk).where(
-                    Study.tenant.in_(scope.tenants), Study.study_uid == study_uid
-                )
+                select(Study.pk).where(Study.tenant == tenant, Study.study_uid == study_uid)
             ).scalar_one_or_none()
             if study is None:
                 return []
@@ -246,15 +253,30 @@ class IndexRepository:
 
         return await self._writer.run(work)
 
+    async def study_owners(
+        self, scope: Scope, study_uids: Sequence[str], *, write_only: bool = False
+    ) -> list[StudyOwner]:
+        """Tenant and PatientID of each study with one of these UIDs within the scope.
+
+        For the audit trail (PS3.15 A.5.3: the patient participant object of a transfer or a
+        deletion, and the tenant holding the data). ``write_only`` narrows to the write tenant,
+        as a delete does. A UID present in several tenants of the scope gives one row each.
+        """
+        tenants = {scope.write_tenant} if write_only else set(scope.tenants)
+        wanted = sorted(set(study_uids))
+        if not wanted or not tenants:
+            return []
+        query = (
+            select(Study.tenant, Study.study_uid, Study.patient_id)
+            .where(Study.tenant.in_(tenants), Study.study_uid.in_(wanted))
+            .order_by(Study.tenant, Study.study_uid)
+        )
+        rows = await self._db.run_read(lambda session: session.execute(query).all())
+        return [StudyOwner(tenant, study, patient) for tenant, study, patient in rows]
+
     async def instance_count(self, scope: Scope) -> int:
-        async with self._db.read() as session:
-            return int(
-                (
-                    await session.execute(
-                        select(func.count(Instance.pk)).where(Instance.tenant.in_(scope.tenants))
-                    )
-                ).scalar_one()
-            )
+        query = select(func.count(Instance.pk)).where(Instance.tenant.in_(scope.tenants))
+        return int(await self._db.run_read(lambda session: session.execute(query).scalar_one()))
 
 
 # -- write steps (synchronous: they run inside the writer's transaction) -------------------------

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, and_, exists, false, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from dicomvault.dicom.attributes import Level
 from dicomvault.dicom.matching import (
@@ -168,7 +167,7 @@ _INSTANCE_COLUMNS = (
 )
 
 
-async def search_index(session: AsyncSession, scope: Scope, query: IndexQuery) -> list[SearchHit]:
+def search_index(session: Session, scope: Scope, query: IndexQuery) -> list[SearchHit]:
     """Run ``query`` within ``scope``: one SELECT, ordered deterministically, paged in SQL.
 
     Order: studies newest stored first; series by SeriesNumber; instances by InstanceNumber
@@ -178,7 +177,7 @@ async def search_index(session: AsyncSession, scope: Scope, query: IndexQuery) -
         raise BadRequest("limit must be at least 1 and offset not negative")
     dialect = session.get_bind().dialect.name
     statement = _statement(scope, query, dialect).limit(query.limit).offset(query.offset)
-    rows = (await session.execute(statement)).all()
+    rows = session.execute(statement).all()
     return [_hit(query.level, tuple(row)) for row in rows]
 
 

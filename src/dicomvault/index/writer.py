@@ -94,6 +94,10 @@ class BatchWriter:
 
 
 def _commit_batch(sessions: sessionmaker[Session], batch: list[_Job]) -> None:
+    if len(batch) == 1:
+        # Alone in its transaction: a failure rolls back only itself without a SAVEPOINT.
+        _commit_alone(sessions, batch[0])
+        return
     with sessions() as session, session.begin():
         for job in batch:
             try:
@@ -101,6 +105,15 @@ def _commit_batch(sessions: sessionmaker[Session], batch: list[_Job]) -> None:
                     job.value = job.work(session)
             except Exception as exc:
                 job.error = exc
+
+
+def _commit_alone(sessions: sessionmaker[Session], job: _Job) -> None:
+    with sessions() as session:
+        try:
+            with session.begin():
+                job.value = job.work(session)
+        except Exception as exc:  # the work or its commit failed: nothing of it is stored
+            job.error = exc
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

@@ -6,11 +6,14 @@ from typing import Any
 
 from dicomvault.index.engine import Database
 from dicomvault.index.scope import Scope
-from dicomvault.query.qido import QidoRequest, search
+from dicomvault.index.search import search_index
+from dicomvault.query.qido import QidoRequest, index_query, search_results
 
 
 async def run_query(
     db: Database, scope: Scope, request: QidoRequest, base_url: str
 ) -> list[dict[str, Any]]:
-    async with db.read() as session:
-        return await search(session, scope, request, base_url=base_url)
+    """One scoped index read (a single worker-thread hop on SQLite), then the DICOM JSON."""
+    query = index_query(request)
+    hits = await db.run_read(lambda session: search_index(session, scope, query))
+    return search_results(request, hits, base_url=base_url)

@@ -33,7 +33,7 @@ from bench.servers import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("ingest", "qido", "wado", "metadata", "frames", "large")
+PHASES = ("ingest", "qido", "wado", "metadata", "frames", "rendered", "large")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -102,6 +102,8 @@ async def run_phases(
             out += await scenarios.measure_metadata(server, data, rounds)
         elif phase == "frames":
             out += await scenarios.measure_frames(server, data, rounds)
+        elif phase == "rendered":
+            out += await scenarios.measure_rendered(server, data, rounds)
         elif phase == "large":
             out += await scenarios.measure_large(server, data)
     return out

@@ -6,6 +6,7 @@ error, never as a fast one.
 
 from __future__ import annotations
 
+import io
 import itertools
 import statistics
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,6 +16,7 @@ from typing import TypeVar
 
 import anyio
 import httpx
+from PIL import Image
 
 from bench import dicomweb
 from bench.data import BenchData
@@ -34,6 +36,9 @@ METADATA_TARGET = Target(ratio=0.5)
 LARGE_UPLOAD_TARGET = Target(ratio=1.0)
 LARGE_RSS_TARGET = Target(limit=200.0)
 LARGE_FRAME_TARGET = Target(limit=200.0)
+# Issue 4: rendered 512x512 CT frame, p95 under 300 ms cold and 100 ms warm, at most 2x Orthanc.
+RENDERED_COLD_TARGET = Target(ratio=2.0, limit=300.0)
+RENDERED_WARM_TARGET = Target(ratio=2.0, limit=100.0)
 TIMEOUT = httpx.Timeout(900.0, connect=10.0)
 
 
@@ -45,12 +50,13 @@ class Rounds:
     metadata: int
     frames: int
     wado_sample: int
+    rendered: int = 20
     warmup: int = 2
 
 
 ROUNDS = {
-    "full": Rounds(qido=40, metadata=20, frames=50, wado_sample=400),
-    "small": Rounds(qido=15, metadata=10, frames=20, wado_sample=100),
+    "full": Rounds(qido=40, metadata=20, frames=50, wado_sample=400, rendered=60),
+    "small": Rounds(qido=15, metadata=10, frames=20, wado_sample=100, rendered=30),
 }
 
 
@@ -469,6 +475,99 @@ async def measure_frames(
             "frames.p95", group, "frames/1 p95", "ms", "lower", stats.p95_ms, times.errors, note
         ),
     ]
+
+
+# --------------------------------------------------------------------------- rendered
+
+
+async def _rendered_latency(client: httpx.AsyncClient, url: str) -> float | str:
+    """Seconds for one rendered frame, or why it failed: a 200 image/jpeg that is a JPEG of
+    512 x 512 pixels (Pillow reads the header only)."""
+    try:
+        with Stopwatch() as sw:
+            response = await client.get(url, headers={"Accept": "image/jpeg"})
+    except httpx.HTTPError as exc:
+        return repr(exc)[:200]
+    media = response.headers.get("content-type", "")
+    if response.status_code != 200 or not media.startswith("image/jpeg"):
+        return f"HTTP {response.status_code} {media} {response.content[:120]!r}"
+    try:
+        size = Image.open(io.BytesIO(response.content)).size
+    except OSError as exc:
+        return f"not a JPEG: {exc}"
+    if size != (512, 512):
+        return f"rendered as {size[0]}x{size[1]}, expected 512x512"
+    return sw.seconds
+
+
+async def _rendered_round(client: httpx.AsyncClient, urls: Sequence[str]) -> FrameTimes:
+    latencies: list[float] = []
+    failures: list[str] = []
+    for url in urls:
+        got = await _rendered_latency(client, url)
+        if isinstance(got, str):
+            failures.append(got)
+        else:
+            latencies.append(got)
+    return FrameTimes(latencies, len(failures), failures[0] if failures else "")
+
+
+async def measure_rendered(
+    server: RunningServer, data: BenchData, rounds: Rounds
+) -> list[Measurement]:
+    """``frames/1/rendered`` as image/jpeg of 512x512 CT frames (PS3.18 10.4.1.1.4).
+
+    Cold: the first request for each of ``rounds.rendered`` instances (nothing cached yet);
+    warm: the same requests again, in the same order (a server with a rendered-image cache
+    answers from it). Sequential, one connection.
+    """
+    ct = [i for i in data.instances if i.modality == "CT"]
+    sample = _sample(ct, rounds.rendered)
+    root = server.dicomweb_root
+    urls = [
+        dicomweb.instance_url(root, i.study_uid, i.series_uid, i.sop_uid) + "/frames/1/rendered"
+        for i in sample
+    ]
+    async with client_for(server, 1) as client:
+        cold = await _rendered_round(client, urls)
+        warm = await _rendered_round(client, urls)
+    server.check_alive()
+    group = "Rendered 512x512 CT frame (image/jpeg)"
+    out: list[Measurement] = []
+    for key, label, times, target in (
+        ("cold", "cold (first request per instance)", cold, RENDERED_COLD_TARGET),
+        ("warm", "warm (repeat)", warm, RENDERED_WARM_TARGET),
+    ):
+        stats = latency_stats(times.latencies, times.errors)
+        note = f"{len(urls)} instances"
+        if times.errors:
+            note += f"; first failure: {times.first_failure}"
+        out.append(
+            Measurement(
+                f"rendered.{key}.p50",
+                group,
+                f"{label} p50",
+                "ms",
+                "lower",
+                stats.p50_ms,
+                times.errors,
+                note,
+            )
+        )
+        out.append(
+            Measurement(
+                f"rendered.{key}.p95",
+                group,
+                f"{label} p95",
+                "ms",
+                "lower",
+                stats.p95_ms,
+                times.errors,
+                note,
+                target,
+            )
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- 500 MB

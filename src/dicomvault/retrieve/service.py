@@ -14,17 +14,27 @@ from typing import Any
 
 import anyio.to_thread
 import orjson
+from pydicom.dataset import Dataset
 
 from dicomvault.dicom.dicomjson import read_bulk_value
 from dicomvault.dicom.parse import ParseLimits
 from dicomvault.dicom.problems import DicomProblem
-from dicomvault.errors import BadRequest, NotAcceptable, NotFound
+from dicomvault.errors import BadRequest, DicomVaultError, NotAcceptable, NotFound
 from dicomvault.index.repository import IndexRepository, StoredInstance
 from dicomvault.index.scope import Scope
-from dicomvault.retrieve.frames import decode_frame_native, frame_ranges
+from dicomvault.retrieve.frames import decode_frame_native, frame_ranges, read_deflated_frames
 from dicomvault.storage.base import BlobStore
 
 BULK_PLACEHOLDER = b"@@BULK_BASE@@"
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
+
+
+class UnprocessableInstance(DicomVaultError):
+    """The stored instance cannot be turned into what was asked for: its header and pixels
+    disagree, its pixels do not decode, or they exceed the configured caps (RFC 9110 15.5.21:
+    the request is understood, the target cannot be processed)."""
+
+    http_status = 422
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,9 @@ class Retriever:
         for n in numbers:
             if n < 1 or n > count:
                 raise NotFound(f"frame {n} does not exist (the instance has {count})")
+        if pixel is None and instance.transfer_syntax_uid == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+            _header, data = await self.deflated_frames(instance, numbers)
+            return [Frame(n, d) for n, d in zip(numbers, data, strict=True)]
         if pixel is None:
             raise NotAcceptable("this instance's frames cannot be served as stored")
         out = []
@@ -115,6 +128,24 @@ class Retriever:
                 Frame(n, await anyio.to_thread.run_sync(decode_frame_native, path, n - 1))
                 for n in numbers
             ]
+
+    async def deflated_frames(
+        self, instance: StoredInstance, numbers: Sequence[int]
+    ) -> tuple[Dataset, list[bytes]]:
+        """Header and native frames of a Deflated Explicit VR Little Endian instance (PS3.5
+        A.5): offsets into the deflated stream cannot be recorded at ingest, so the data set
+        is inflated again, bounded by the configured ``max_inflated_bytes``."""
+        async with self.local_copy(instance) as path:
+            try:
+                return await anyio.to_thread.run_sync(
+                    read_deflated_frames, path, numbers, self._limits
+                )
+            except DicomProblem as exc:
+                raise UnprocessableInstance(exc.message) from exc
+
+    async def read_range(self, instance: StoredInstance, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` of the stored file (for headers and pixel values)."""
+        return await self._store.read_range(instance.blob_key, start, end)
 
     async def bulk_value(self, instance: StoredInstance, tag_path: str) -> bytes:
         async with self.local_copy(instance) as path:
@@ -148,6 +179,12 @@ class _LocalCopy:
     async def __aexit__(self, *exc: object) -> None:
         if self._path is not None:
             self._path.unlink(missing_ok=True)
+
+
+def pixel_info(instance: StoredInstance) -> dict[str, Any] | None:
+    """Where the instance's Pixel Data lies in its file (``dicom.pixels.PixelDataInfo`` as
+    recorded at ingest); ``None`` without Pixel Data and for Deflated files."""
+    return _pixel_info(instance)
 
 
 def _pixel_info(instance: StoredInstance) -> dict[str, Any] | None:

@@ -46,3 +46,17 @@ def frame_media_type(transfer_syntax_uid: str) -> str:
 
 def is_native(transfer_syntax_uid: str) -> bool:
     return transfer_syntax_uid in NATIVE_SYNTAXES
+
+
+# Native syntaxes whose frame bytes are exactly Explicit VR Little Endian's: the pixel data of
+# Implicit VR Little Endian is encoded the same way, and frames of a Deflated data set are served
+# inflated. Frames are labelled with what their bytes are (PS3.18 8.7.3.5.2), not how the file
+# around them was stored.
+_FRAMES_AS_EXPLICIT_LITTLE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99"})
+
+
+def frame_transfer_syntax(transfer_syntax_uid: str) -> str:
+    """The transfer syntax of the frame bytes served for an instance stored in this one."""
+    if transfer_syntax_uid in _FRAMES_AS_EXPLICIT_LITTLE:
+        return EXPLICIT_VR_LITTLE_ENDIAN
+    return transfer_syntax_uid

@@ -1,0 +1,252 @@
+"""DICOMweb rendered resources and thumbnails (PS3.18 10.4.1.1.4, 10.4.1.1.5): thin routes.
+
+Mounted under both DICOMweb prefixes, like ``api/dicomweb.py``: each route's own path carries the
+prefix so the permission table and the audit see the full template. Parse → plan (index only)
+→ 304 when the client's ETag matches → render (cache, worker thread) → respond.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import Response
+
+from dicomvault.api.deps import get_scope, get_services
+from dicomvault.api.media import parse_accept
+from dicomvault.bootstrap import Services
+from dicomvault.dicom.render import JPEG, RENDERED_MEDIA_TYPES
+from dicomvault.dicom.uids import is_valid_uid
+from dicomvault.errors import BadRequest, NotAcceptable
+from dicomvault.index.scope import Scope
+from dicomvault.retrieve.rendered import RenderPlan, parse_render_options
+from dicomvault.retrieve.service import parse_frame_list
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ROUTES: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
+
+
+def _route(path: str, **options: Any) -> Callable[[F], F]:
+    def register(endpoint: F) -> F:
+        _ROUTES.append((path, endpoint, options))
+        return endpoint
+
+    return register
+
+
+def build_router(prefix: str, tags: list[str]) -> APIRouter:
+    """The rendered and thumbnail routes under ``prefix`` (``/dicom-web`` or the tenant's)."""
+    router = APIRouter(prefix=prefix, tags=list(tags))
+    for path, endpoint, options in _ROUTES:
+        router.add_api_route(path, endpoint, methods=["GET"], **options)
+    return router
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ScopeDep = Annotated[Scope, Depends(get_scope)]
+StudyUID = Annotated[str, Path(description="StudyInstanceUID")]
+SeriesUID = Annotated[str, Path(description="SeriesInstanceUID")]
+SOPUID = Annotated[str, Path(description="SOPInstanceUID")]
+FrameList = Annotated[str, Path(description="Comma-separated frame numbers, from 1")]
+
+
+def choose_media_type(request: Request) -> str:
+    """The rendered media type (PS3.18 8.7.4): the ``accept`` query parameter (8.3.3.1) before
+    the Accept header; image/jpeg for ``*/*``, ``image/*`` or none; 406 when nothing fits.
+    ``multipart/related; type=...`` names the type of the parts."""
+    query = request.query_params.getlist("accept")
+    header = ",".join(query) if query else request.headers.get("accept")
+    for media in parse_accept(header):
+        wanted = media.type
+        if wanted == "multipart/related":
+            wanted = media.params.get("type", "*/*").strip().lower()
+        if wanted in ("*/*", "image/*", "multipart/*"):
+            return JPEG
+        if wanted in RENDERED_MEDIA_TYPES:
+            return wanted
+    raise NotAcceptable(f"rendered resources are served as {', '.join(RENDERED_MEDIA_TYPES)}")
+
+
+def _uid(value: str | None, name: str) -> None:
+    if value is not None and not is_valid_uid(value):
+        raise BadRequest(f"{name} is not a valid UID")
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 13.1.2: weak comparison, a list of tags or ``*``."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*":
+            return True
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag.strip('"') == etag:
+            return True
+    return False
+
+
+async def _answer(
+    request: Request,
+    services: Services,
+    scope: Scope,
+    *,
+    thumbnail: bool,
+    study: str,
+    series: str | None = None,
+    sop: str | None = None,
+    frames: str | None = None,
+) -> Response:
+    _uid(study, "StudyInstanceUID")
+    _uid(series, "SeriesInstanceUID")
+    _uid(sop, "SOPInstanceUID")
+    numbers = parse_frame_list(frames) if frames is not None else None
+    options = parse_render_options(
+        request.query_params.multi_items(),
+        choose_media_type(request),
+        thumbnail=thumbnail,
+        max_output_samples=services.settings.max_render_pixels,
+    )
+    renderer = services.renderer
+    plan_for = renderer.plan_thumbnail if thumbnail else renderer.plan_rendered
+    plan = await plan_for(scope, options, study, series, sop, numbers)
+    headers = {"ETag": f'"{plan.etag}"', "Cache-Control": "private", "Vary": "Accept"}
+    if etag_matches(request.headers.get("if-none-match"), plan.etag):
+        return Response(status_code=304, headers=headers)
+    images = await renderer.render(plan)
+    if not plan.multipart:
+        return Response(images[0], media_type=plan.media_type, headers=headers)
+    return _multipart(plan, images, headers)
+
+
+def _multipart(plan: RenderPlan, images: Sequence[bytes], headers: dict[str, str]) -> Response:
+    """multipart/related (RFC 2387, PS3.18 8.6.1.2) with a boundary derived from the ETag, so
+    that the same ETag always names the same bytes (a strong validator, RFC 9110 8.8.1)."""
+    boundary = f"dicomvault-{plan.etag[:40]}"
+    chunks: list[bytes] = []
+    for image in images:
+        chunks.append(f"--{boundary}\r\nContent-Type: {plan.media_type}\r\n\r\n".encode())
+        chunks.append(image)
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    content_type = f'multipart/related; type="{plan.media_type}"; boundary={boundary}'
+    return Response(b"".join(chunks), headers={**headers, "Content-Type": content_type})
+
+
+_RENDERED = (
+    "Rendered (PS3.18 10.4.1.1.4): image/jpeg (default), image/png, image/gif. Query: "
+    "window=center,width[,linear|linear-exact|sigmoid], viewport=vw,vh[,sx,sy,sw,sh], "
+    "quality=1-100; annotation is ignored. 304 on a matching If-None-Match, 406 for other media "
+    "types or non-images, 422 for images over the configured size or that cannot be decoded."
+)
+_THUMBNAIL = (
+    "Thumbnail (PS3.18 10.4.1.1.5): one image of a representative frame, at most 128 x 128 "
+    "unless viewport=vw,vh is given; image/jpeg (default), image/png, image/gif."
+)
+
+_STUDY = "/studies/{study}"
+_SERIES = _STUDY + "/series/{series}"
+_INSTANCE = _SERIES + "/instances/{sop}"
+_FRAMES = _INSTANCE + "/frames/{frames}"
+
+
+@_route(_STUDY + "/rendered", summary="Rendered study", description=_RENDERED)
+async def rendered_study(
+    study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _answer(request, services, scope, thumbnail=False, study=study)
+
+
+@_route(_SERIES + "/rendered", summary="Rendered series", description=_RENDERED)
+async def rendered_series(
+    study: StudyUID, series: SeriesUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _answer(request, services, scope, thumbnail=False, study=study, series=series)
+
+
+@_route(_INSTANCE + "/rendered", summary="Rendered instance", description=_RENDERED)
+async def rendered_instance(
+    study: StudyUID,
+    series: SeriesUID,
+    sop: SOPUID,
+    request: Request,
+    services: ServicesDep,
+    scope: ScopeDep,
+) -> Response:
+    return await _answer(
+        request, services, scope, thumbnail=False, study=study, series=series, sop=sop
+    )
+
+
+@_route(_FRAMES + "/rendered", summary="Rendered frames", description=_RENDERED)
+async def rendered_frames(
+    study: StudyUID,
+    series: SeriesUID,
+    sop: SOPUID,
+    frames: FrameList,
+    request: Request,
+    services: ServicesDep,
+    scope: ScopeDep,
+) -> Response:
+    return await _answer(
+        request,
+        services,
+        scope,
+        thumbnail=False,
+        study=study,
+        series=series,
+        sop=sop,
+        frames=frames,
+    )
+
+
+@_route(_STUDY + "/thumbnail", summary="Study thumbnail", description=_THUMBNAIL)
+async def study_thumbnail(
+    study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _answer(request, services, scope, thumbnail=True, study=study)
+
+
+@_route(_SERIES + "/thumbnail", summary="Series thumbnail", description=_THUMBNAIL)
+async def series_thumbnail(
+    study: StudyUID, series: SeriesUID, request: Request, services: ServicesDep, scope: ScopeDep
+) -> Response:
+    return await _answer(request, services, scope, thumbnail=True, study=study, series=series)
+
+
+@_route(_INSTANCE + "/thumbnail", summary="Instance thumbnail", description=_THUMBNAIL)
+async def instance_thumbnail(
+    study: StudyUID,
+    series: SeriesUID,
+    sop: SOPUID,
+    request: Request,
+    services: ServicesDep,
+    scope: ScopeDep,
+) -> Response:
+    return await _answer(
+        request, services, scope, thumbnail=True, study=study, series=series, sop=sop
+    )
+
+
+@_route(_FRAMES + "/thumbnail", summary="Frame thumbnail", description=_THUMBNAIL)
+async def frame_thumbnail(
+    study: StudyUID,
+    series: SeriesUID,
+    sop: SOPUID,
+    frames: FrameList,
+    request: Request,
+    services: ServicesDep,
+    scope: ScopeDep,
+) -> Response:
+    return await _answer(
+        request,
+        services,
+        scope,
+        thumbnail=True,
+        study=study,
+        series=series,
+        sop=sop,
+        frames=frames,
+    )

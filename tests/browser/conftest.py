@@ -48,7 +48,9 @@ class PageLog:
         return [e for e in self.http_errors if re.search(pattern, e[2])]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is started, an event loop runs in this
+# thread, and every asyncio/anyio test that pytest runs after the browser tests would fail.
+@pytest.fixture(scope="module")
 def playwright_instance() -> Iterator[Playwright]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: scripts/install-system.sh installs Debian's chromium")
@@ -56,7 +58,7 @@ def playwright_instance() -> Iterator[Playwright]:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser

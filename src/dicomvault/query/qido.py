@@ -205,6 +205,10 @@ def _parse_match(
         problems.append(f"{key} is given more than once")
         return None
     raw = "\\".join(v for v in values if v) if attribute.vr == "UI" else values[0]
+    if attribute.vr == "CS":
+        # QIDO clients (OHIF's modality filter) send a value list comma-separated; a CS value
+        # cannot hold a comma (PS3.5 Table 6.2-1), so "CT,MR" is the list CT\MR.
+        raw = raw.replace(",", "\\")
     try:
         condition = parse_condition(attribute, raw, fuzzy)
     except InvalidMatchValue as problem:
@@ -225,18 +229,27 @@ async def search(
 
     ``base_url`` is the absolute ``.../dicom-web`` root, for RetrieveURL (0008,1190).
     """
-    hits = await search_index(
-        session,
-        scope,
-        IndexQuery(
-            level=request.level,
-            matches=request.conditions,
-            study_uid=request.study_uid,
-            series_uid=request.series_uid,
-            limit=request.limit,
-            offset=request.offset,
-        ),
+    query = index_query(request)
+    hits = await session.run_sync(lambda sync: search_index(sync, scope, query))
+    return search_results(request, hits, base_url=base_url)
+
+
+def index_query(request: QidoRequest) -> IndexQuery:
+    """The index search a parsed QIDO-RS request asks for."""
+    return IndexQuery(
+        level=request.level,
+        matches=request.conditions,
+        study_uid=request.study_uid,
+        series_uid=request.series_uid,
+        limit=request.limit,
+        offset=request.offset,
     )
+
+
+def search_results(
+    request: QidoRequest, hits: list[SearchHit], *, base_url: str
+) -> list[dict[str, Any]]:
+    """DICOM JSON of the index hits, with the attributes the request returns (PS3.18 F.2)."""
     builder = _ResultBuilder(request, base_url.rstrip("/"))
     return [builder.build(hit) for hit in hits]
 

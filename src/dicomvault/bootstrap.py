@@ -22,6 +22,11 @@ from dicomvault.index.repository import IndexRepository
 from dicomvault.index.writer import BatchWriter
 from dicomvault.ingest.pipeline import Ingestor
 from dicomvault.ingest.removal import Remover
+from dicomvault.live.bus import EventBus
+from dicomvault.live.inprocess import InProcessEventBus
+from dicomvault.live.redis_bus import RedisEventBus
+from dicomvault.retrieve.cache import MemoryRenderCache, RedisRenderCache, RenderCache
+from dicomvault.retrieve.rendered import Renderer, RenderLimits
 from dicomvault.retrieve.service import Retriever
 from dicomvault.storage.base import BlobStore
 from dicomvault.storage.local import LocalBlobStore
@@ -42,6 +47,9 @@ class Services:
     auth: AuthService
     rate_limiter: RateLimiter
     audit: AuditTrail
+    events: EventBus
+    renderer: Renderer
+    render_cache: RenderCache
 
     @property
     def default_rate_plan(self) -> RatePlan:
@@ -52,6 +60,8 @@ class Services:
         return RatePlan(self.settings.login_rate, self.settings.login_burst)
 
     async def close(self) -> None:
+        await self.events.close()
+        await self.render_cache.close()
         await self.writer.close()
         await self.rate_limiter.close()
         await self.store.close()
@@ -102,8 +112,25 @@ def signing_secret(settings: Settings) -> str:
 
 def open_rate_limiter(settings: Settings) -> RateLimiter:
     if settings.redis_url:
-        return RedisRateLimiter.from_url(settings.redis_url)
+        # A Redis outage degrades to per-process limits instead of failing requests.
+        return RedisRateLimiter.from_url(settings.redis_url, fallback=InProcessRateLimiter())
     return InProcessRateLimiter()
+
+
+def open_event_bus(settings: Settings) -> EventBus:
+    """Live events: Redis pub/sub across replicas when configured, else this process only."""
+    if settings.redis_url:
+        return RedisEventBus.from_url(settings.redis_url, queue_size=settings.live_queue_size)
+    return InProcessEventBus(settings.live_queue_size)
+
+
+def open_render_cache(settings: Settings) -> RenderCache:
+    """Rendered images: in Redis, shared by every replica, when configured; else in process."""
+    if settings.redis_url:
+        return RedisRenderCache.from_url(
+            settings.redis_url, settings.render_cache_ttl, settings.max_render_pixels
+        )
+    return MemoryRenderCache(settings.render_cache_bytes)
 
 
 def open_blob_store(url: str) -> BlobStore:
@@ -127,8 +154,19 @@ def build_services(settings: Settings) -> Services:
     writer = BatchWriter(db)
     repository = IndexRepository(db, writer)
     store = open_blob_store(settings.effective_storage_url)
-    ingestor = Ingestor(settings=settings, db=db, repository=repository, store=store)
+    events = open_event_bus(settings)
+    ingestor = Ingestor(settings=settings, db=db, repository=repository, store=store, events=events)
     retriever = Retriever(repository, store, ingestor.limits, settings.spool_dir)
+    render_cache = open_render_cache(settings)
+    renderer = Renderer(
+        retriever,
+        render_cache,
+        RenderLimits(
+            max_frame_samples=settings.max_render_pixels,
+            max_frames=settings.max_rendered_frames,
+            concurrency=settings.render_concurrency,
+        ),
+    )
     identities = IdentityStore(db, writer)
     issuer = TokenIssuer(
         signing_secret(settings),
@@ -150,4 +188,7 @@ def build_services(settings: Settings) -> Services:
         auth=auth,
         rate_limiter=open_rate_limiter(settings),
         audit=AuditTrail(db, writer),
+        events=events,
+        renderer=renderer,
+        render_cache=render_cache,
     )

@@ -6,11 +6,16 @@ Every field can be set as ``DICOMVAULT_<NAME>`` in the environment.
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The OHIF Viewer release served at /viewer; scripts/ohif-viewer.json pins the same version with
+# its tarball's integrity, and scripts/install.sh unpacks it under the Python environment.
+OHIF_VERSION = "3.13.2"
 
 
 class DuplicatePolicy(StrEnum):
@@ -37,8 +42,13 @@ class OidcProvider(BaseModel):
     tenants_claim: str = "tenants"
     # Provider role/group name -> dicomvault role; unmapped names are ignored.
     role_map: dict[str, str] = Field(default_factory=dict)
+    # Provider tenant/group name -> dicomvault tenant. Empty: tenant names are taken as they are;
+    # otherwise unmapped names are ignored.
+    tenant_map: dict[str, str] = Field(default_factory=dict)
     default_tenant: str | None = None
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256"])
+    # An unknown ``kid`` refetches the JWKS (key rotation), at most once per this many seconds.
+    jwks_refresh_cooldown: float = Field(default=10.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -93,6 +103,37 @@ class Settings(BaseSettings):
     redis_url: str = ""
     # Addresses of reverse proxies whose X-Forwarded-For is believed (none by default).
     trusted_proxies: list[str] = Field(default_factory=list)
+
+    # -- rendered images and thumbnails (PS3.18 10.4.1.1.4, docs/dicomweb.md) ------------------
+    # Samples one decoded frame may have (Rows x Columns x Samples per Pixel); larger images are
+    # refused with 422 before anything is decoded. 32 Mi samples: a 5,792-pixel square
+    # grayscale frame, about 64 MiB decoded at 16 bits.
+    max_render_pixels: int = Field(default=32 * 1024 * 1024, ge=4096)
+    # Frames one rendered response may decode (study/series multipart, animated GIF).
+    max_rendered_frames: int = Field(default=1000, ge=1)
+    # Frames decoded at the same time by one process: bounds memory and CPU.
+    render_concurrency: int = Field(default=2, ge=1)
+    # In-process cache of rendered images (LRU), in bytes; with redis_url the cache is in Redis
+    # and entries live render_cache_ttl seconds.
+    render_cache_bytes: int = Field(default=128 * 1024 * 1024, ge=0)
+    render_cache_ttl: int = Field(default=24 * 3600, ge=1)
+
+    # -- live events and the web UI (docs/web-ui.md) ------------------------------------------
+    # Events waiting for one live-event subscriber; one that falls further behind is dropped
+    # (its browser reconnects and re-queries).
+    live_queue_size: int = Field(default=256, ge=1)
+    # A comment line on a quiet event stream, so proxies keep it open and dead clients show.
+    live_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # An event stream ends after this long and the browser reconnects (SSE `retry:`); it bounds
+    # how long a graceful shutdown waits for open streams.
+    live_stream_seconds: float = Field(default=60.0, gt=0)
+    # The worklist sorted by anything but arrival sorts at most this many matching studies.
+    worklist_sort_window: int = Field(default=2000, ge=1)
+
+    # -- the browser layer (web/) ---------------------------------------------------------------
+    # The prebuilt OHIF Viewer (npm @ohif/app dist/) served at /viewer; scripts/install.sh puts it
+    # here. Missing: the server still starts and /viewer answers 503 saying how to install it.
+    viewer_dir: Path = Path(sys.prefix) / "share" / "ohif" / OHIF_VERSION
 
     @property
     def spool_dir(self) -> Path:

@@ -10,12 +10,14 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from dicomvault import __version__
-from dicomvault.api import admin, audit_routes, auth_routes, dicomweb, health
+from dicomvault.api import admin, audit_routes, auth_routes, dicomweb, health, rendered
 from dicomvault.api.auditing import AuditMiddleware
 from dicomvault.api.errors import install_error_handlers
 from dicomvault.api.security import enforce
 from dicomvault.bootstrap import Services
 from dicomvault.observability.access_log import AccessLogMiddleware
+from dicomvault.web import routes as web_ui
+from dicomvault.web import viewer
 
 
 def create_app(services: Services) -> FastAPI:
@@ -29,6 +31,8 @@ def create_app(services: Services) -> FastAPI:
                 file=sys.stderr,
                 flush=True,
             )
+        # Decoders and encoders load on first use; the first rendered image should not wait.
+        await services.renderer.warm_up()
         yield
         await services.close()
 
@@ -52,6 +56,14 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(
         dicomweb.build_router("/tenants/{tenant}/dicom-web", ["dicomweb (one tenant)"])
     )
+    app.include_router(rendered.build_router("/dicom-web", ["dicomweb rendered"]))
+    app.include_router(
+        rendered.build_router("/tenants/{tenant}/dicom-web", ["dicomweb rendered (one tenant)"])
+    )
+    # The browser UI (web/): pages, live events, static assets; HTML error pages for pages.
+    app.include_router(web_ui.router)
+    # The OHIF Viewer at /viewer (web/viewer.py).
+    app.include_router(viewer.router)
     app.add_middleware(AuditMiddleware)
     # Outermost of ours: sees the correlation ID the audit middleware assigned, logs no queries.
     app.add_middleware(AccessLogMiddleware)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
 from dicomvault.api import negotiation
-from dicomvault.api.deps import get_scope, get_services
+from dicomvault.api.deps import ScopeDep, ServicesDep
+from dicomvault.api.media import parse_accept
 from dicomvault.api.multipart import multipart_stream, new_boundary
 from dicomvault.api.stow import store_request
 from dicomvault.bootstrap import Services
@@ -23,8 +25,14 @@ from dicomvault.index.scope import Scope
 from dicomvault.query.qido import parse_qido_request
 from dicomvault.query.service import run_query
 from dicomvault.retrieve.service import Frame, parse_frame_list
-from dicomvault.retrieve.syntaxes import EXPLICIT_VR_LITTLE_ENDIAN, frame_media_type, is_native
+from dicomvault.retrieve.syntaxes import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    frame_media_type,
+    frame_transfer_syntax,
+    is_native,
+)
 from dicomvault.retrieve.transcode import to_explicit_little_endian
+from dicomvault.retrieve.ziparchive import zip_instances
 
 F = TypeVar("F", bound=Callable[..., Any])
 DICOM_JSON = "application/dicom+json"
@@ -52,10 +60,6 @@ def build_router(prefix: str, tags: list[str]) -> APIRouter:
     return router
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-ScopeDep = Annotated[Scope, Depends(get_scope)]
-
-
 def _uid(value: str, name: str) -> str:
     if not is_valid_uid(value):
         raise BadRequest(f"{name} is not a valid UID")
@@ -68,9 +72,15 @@ SOPUID = Annotated[str, Path(description="SOPInstanceUID")]
 
 
 def base_url(services: Services, request: Request) -> str:
-    """The configured public base of DICOMweb — never the Host header."""
+    """The configured public base of DICOMweb — never the Host header.
+
+    Under ``/tenants/{tenant}/dicom-web`` the prefix is kept, so BulkDataURIs and RetrieveURLs
+    lead back into exactly that tenant.
+    """
     root_path = str(request.scope.get("root_path", ""))
-    return f"{services.settings.effective_public_base_url}{root_path}/dicom-web"
+    tenant = request.path_params.get("tenant")
+    prefix = f"/tenants/{quote(str(tenant), safe='')}/dicom-web" if tenant else "/dicom-web"
+    return f"{services.settings.effective_public_base_url}{root_path}{prefix}"
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -185,9 +195,13 @@ async def _retrieve(
     series: str | None = None,
     sop: str | None = None,
 ) -> Response:
-    choice = negotiation.choose_instance_format(
-        request.headers.get("accept"), single_allowed=sop is not None
-    )
+    # PS3.18 8.3.3.1: an ``accept`` query parameter (a plain download link) wins over the header.
+    accept = request.query_params.get("accept") or request.headers.get("accept")
+    if _wants_zip(accept):
+        _check_uids(study, series, sop)
+        found = await services.retriever.instances(scope, study, series, sop)
+        return _zip_response(found, services, sop or series or study)
+    choice = negotiation.choose_instance_format(accept, single_allowed=sop is not None)
     _check_uids(study, series, sop)
     instances = await services.retriever.instances(scope, study, series, sop)
     if choice.transfer_syntax not in (negotiation.AS_STORED, EXPLICIT_VR_LITTLE_ENDIAN) and any(
@@ -211,6 +225,23 @@ async def _retrieve(
 
     headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
     return StreamingResponse(multipart_stream(boundary, parts()), headers=headers)
+
+
+def _wants_zip(accept: str | None) -> bool:
+    """``application/zip`` ranked before any media type the multipart negotiation serves."""
+    for r in parse_accept(accept):
+        if r.type == "application/zip":
+            return True
+        if r.type in ("*/*", "multipart/*", "multipart/related", "application/dicom"):
+            return False
+    return False
+
+
+def _zip_response(instances: Sequence[StoredInstance], services: Services, name: str) -> Response:
+    """The instances' stored files as one streamed ZIP archive (PS3.18 8.7.3), named by UID."""
+    headers = {"Content-Disposition": f'attachment; filename="{name}.zip"', "Vary": "Accept"}
+    body = zip_instances(instances, services.retriever.blob_chunks)
+    return StreamingResponse(body, media_type="application/zip", headers=headers)
 
 
 async def _instance_body(
@@ -342,7 +373,7 @@ async def retrieve_frames(
         family = "application/octet-stream" if is_native(stored_ts) else stored_type
         if choice.part_type == "application/octet-stream":
             family = "application/octet-stream"
-        part_type = f"{family}; transfer-syntax={stored_ts}"
+        part_type = f"{family}; transfer-syntax={frame_transfer_syntax(stored_ts)}"
     else:
         raise NotAcceptable("the requested transfer syntax cannot be produced")
     return _frames_response(data, part_type)
@@ -386,7 +417,7 @@ async def retrieve_bulkdata(
         data = await services.retriever.frames(instance, list(range(1, count + 1)))
         ts = instance.transfer_syntax_uid
         family = "application/octet-stream" if is_native(ts) else frame_media_type(ts)
-        return _frames_response(data, f"{family}; transfer-syntax={ts}")
+        return _frames_response(data, f"{family}; transfer-syntax={frame_transfer_syntax(ts)}")
     value = await services.retriever.bulk_value(instance, path)
     return _frames_response([Frame(1, value)], "application/octet-stream")
 

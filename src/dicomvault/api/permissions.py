@@ -54,6 +54,12 @@ def _dicomweb() -> dict[tuple[str, str], RoutePolicy]:
         ("GET", instance + "/metadata"): read,
         ("GET", instance + "/frames/{frames}"): read,
         ("GET", instance + "/bulkdata/{path:path}"): read,
+        # Rendered resources and thumbnails (api/rendered.py, PS3.18 10.4.1.1.4-5).
+        **{
+            ("GET", level + resource): read
+            for level in (study, series, instance, instance + "/frames/{frames}")
+            for resource in ("/rendered", "/thumbnail")
+        },
         ("DELETE", study): remove_study,
         ("DELETE", series): remove_part,
         ("DELETE", instance): remove_part,
@@ -104,6 +110,21 @@ ROUTE_POLICIES: dict[tuple[str, str], RoutePolicy] = {
     ("DELETE", "/api/v1/clients/{client_id}"): _ADMIN_USERS,
     ("GET", "/api/v1/audit"): _AUDIT,
     ("GET", "/api/v1/audit/fhir"): _AUDIT,
+    # The OHIF Viewer (web/viewer.py): its files are public; its document redirects to the login
+    # page without a session; its app-config is per principal (upload only for who may store).
+    ("GET", "/viewer"): _PUBLIC,
+    ("GET", "/viewer/app-config.js"): RoutePolicy(None, None),
+    ("GET", "/viewer/{path:path}"): _PUBLIC,
+    # The web UI (web/): a page audits like the DICOMweb request it stands for (a Query; a study
+    # page names its study). The upload page and the live-event stream show no patient data —
+    # events carry a tenant and UIDs, the pages re-query (audited) for anything they display.
+    ("GET", "/login"): _PUBLIC,
+    ("GET", "/static/{name}"): _PUBLIC,
+    ("GET", "/"): RoutePolicy(Action.SEARCH, codes.QUERY),
+    ("GET", "/worklist/rows"): RoutePolicy(Action.SEARCH, codes.QUERY),
+    ("GET", "/studies/{study}"): RoutePolicy(Action.SEARCH, codes.QUERY),
+    ("GET", "/upload"): RoutePolicy(Action.STORE, None),
+    ("GET", "/api/v1/events"): RoutePolicy(Action.SEARCH, None),
     **_dicomweb(),
 }
 

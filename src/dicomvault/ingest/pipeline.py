@@ -30,6 +30,8 @@ from dicomvault.index.engine import Database
 from dicomvault.index.repository import IndexRepository, InstanceRecord, StoreOutcome
 from dicomvault.index.scope import Scope
 from dicomvault.ingest.spool import SpoolFile, zero_preamble
+from dicomvault.live.bus import EventBus
+from dicomvault.live.events import EventKind, InstanceEvent
 from dicomvault.storage.base import BlobStore, InvalidBlobKey, blob_key
 
 
@@ -46,8 +48,13 @@ class IngestResult:
     sop_instance_uid: str
     study_instance_uid: str
     series_instance_uid: str
-    # Standard warning codes, e.g. 0xB000 when the stored preamble was zeroed? (none used yet)
+    # Warning Reason (0008,1196), PS3.18 Table 10.5.3-2, for a stored but altered instance.
     warning: int | None = None
+
+
+# PS3.4 Annex B.2.3 "Coercion of Data Elements": what is stored is not byte for byte what was
+# sent. Said when a non-standard preamble (a PE/ELF polyglot, CVE-2019-11687) was zeroed.
+COERCION_OF_DATA_ELEMENTS = 0xB000
 
 
 @dataclass
@@ -58,6 +65,8 @@ class Ingestor:
     db: Database
     repository: IndexRepository
     store: BlobStore
+    # Live events after the commit (DESIGN.md data flow, step 5); none in bare test set-ups.
+    events: EventBus | None = None
 
     @property
     def limits(self) -> ParseLimits:
@@ -148,7 +157,21 @@ class Ingestor:
             StoreOutcome.ALREADY_STORED: IngestStatus.DUPLICATE,
             StoreOutcome.REPLACED: IngestStatus.REPLACED,
         }[outcome.outcome]
-        return _result(status, parsed)
+        if self.events is not None and status is not IngestStatus.DUPLICATE:
+            # Committed: now the instance exists for anyone. Tenant and UIDs only, never PHI.
+            kind = EventKind.REPLACED if status is IngestStatus.REPLACED else EventKind.STORED
+            await self.events.publish(
+                InstanceEvent(
+                    kind,
+                    tenant,
+                    parsed.study_instance_uid,
+                    parsed.series_instance_uid,
+                    parsed.sop_instance_uid,
+                )
+            )
+        return _result(
+            status, parsed, COERCION_OF_DATA_ELEMENTS if parsed.nonstandard_preamble else None
+        )
 
     async def _undo_put(self, key: str, pending: int) -> None:
         with anyio.CancelScope(shield=True):
@@ -171,13 +194,14 @@ def _as_error(problem: DicomProblem) -> DicomVaultError:
     return error
 
 
-def _result(status: IngestStatus, parsed: ParsedInstance) -> IngestResult:
+def _result(status: IngestStatus, parsed: ParsedInstance, warning: int | None) -> IngestResult:
     return IngestResult(
         status=status,
         sop_class_uid=parsed.sop_class_uid,
         sop_instance_uid=parsed.sop_instance_uid,
         study_instance_uid=parsed.study_instance_uid,
         series_instance_uid=parsed.series_instance_uid,
+        warning=warning,
     )
 
 

@@ -40,9 +40,10 @@ class StoreReport:
 
     @property
     def status_code(self) -> int:
-        """PS3.18 10.5.3.1: 200 all stored, 202 some failed, 409 none; 400 if nothing parsed."""
+        """PS3.18 10.5.3.1: 200 all stored as sent; 202 stored with warnings (Warning Reason)
+        or some failed; 409 none; 400 if nothing parsed."""
         if self.stored and not self.failed:
-            return 200
+            return 202 if any(r.warning is not None for r in self.stored) else 200
         if self.stored:
             return 202
         if self.failed and all(reason == CANNOT_UNDERSTAND for *_, reason in self.failed):

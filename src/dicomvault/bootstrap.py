@@ -164,6 +164,7 @@ def build_services(settings: Settings) -> Services:
         RenderLimits(
             max_frame_samples=settings.max_render_pixels,
             max_frames=settings.max_rendered_frames,
+            max_response_samples=settings.max_rendered_response_pixels,
             concurrency=settings.render_concurrency,
         ),
     )

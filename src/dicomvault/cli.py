@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from dicomvault.config import Settings
+from dicomvault.config import Settings, is_valid_tenant_name
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -50,7 +49,7 @@ def serve(**options: Any) -> None:
     """Run the archive: HTTP API (DICOMweb under /dicom-web)."""
     import uvicorn
 
-    from dicomvault.api.app import create_app
+    from dicomvault.asgi import create_app
     from dicomvault.bootstrap import build_services, prepare
 
     settings = _settings(**options)
@@ -94,7 +93,7 @@ def import_(
     """
     settings = _settings(import_workers=workers, **options)
     target = tenant or settings.default_tenant
-    if not _TENANT_NAME.match(target):
+    if not is_valid_tenant_name(target):
         raise click.BadParameter("letters, digits, '_' and '-' only", param_hint="--tenant")
 
     from tqdm import tqdm
@@ -140,9 +139,6 @@ def import_(
         click.echo(f"  failed: {path}: {reason}", err=True)
     if summary.failed:
         sys.exit(1)
-
-
-_TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 class _RecordingIngestor:

@@ -6,9 +6,11 @@ Every field can be set as ``DICOMVAULT_<NAME>`` in the environment.
 
 from __future__ import annotations
 
+import re
 import sys
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +18,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The OHIF Viewer release served at /viewer; scripts/ohif-viewer.json pins the same version with
 # its tarball's integrity, and scripts/install.sh unpacks it under the Python environment.
 OHIF_VERSION = "3.13.2"
+
+# A tenant (facility) name: short and URL-safe, because it is a path segment
+# (/tenants/{tenant}/dicom-web), the first part of every blob key, a Redis channel suffix and a
+# log field. Every layer checks names against this one pattern (is_valid_tenant_name).
+TENANT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_TENANT_NAME = re.compile(TENANT_NAME_PATTERN)
+
+
+def is_valid_tenant_name(name: object) -> bool:
+    """Whether ``name`` is a well-formed tenant name (letters, digits, ``_``, ``-``; at most 64,
+    starting with a letter or digit). Says nothing about whether such a tenant exists."""
+    return isinstance(name, str) and _TENANT_NAME.fullmatch(name) is not None
 
 
 class DuplicatePolicy(StrEnum):
@@ -28,6 +42,13 @@ class DuplicatePolicy(StrEnum):
 class Mode(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class ForwardedHeader(StrEnum):
+    """The one header the trusted proxies write the client's address into."""
+
+    X_FORWARDED_FOR = "x-forwarded-for"
+    FORWARDED = "forwarded"  # RFC 7239
 
 
 class OidcProvider(BaseModel):
@@ -101,8 +122,11 @@ class Settings(BaseSettings):
     login_burst: int = Field(default=10, ge=1)
     # Redis for rate-limit counters, cache and live events shared across replicas.
     redis_url: str = ""
-    # Addresses of reverse proxies whose X-Forwarded-For is believed (none by default).
+    # Addresses of reverse proxies whose forwarding header is believed (none by default).
     trusted_proxies: list[str] = Field(default_factory=list)
+    # The header those proxies write: only that one is read, the other is ignored (a proxy
+    # passes through what it does not write itself, so the client could choose its address).
+    forwarded_header: ForwardedHeader = ForwardedHeader.X_FORWARDED_FOR
 
     # -- rendered images and thumbnails (PS3.18 10.4.1.1.4, docs/dicomweb.md) ------------------
     # Samples one decoded frame may have (Rows x Columns x Samples per Pixel); larger images are
@@ -111,6 +135,11 @@ class Settings(BaseSettings):
     max_render_pixels: int = Field(default=32 * 1024 * 1024, ge=4096)
     # Frames one rendered response may decode (study/series multipart, animated GIF).
     max_rendered_frames: int = Field(default=1000, ge=1)
+    # Samples one rendered response may hold in all (frames x output width x height x 1 for
+    # grayscale or 3 for colour), checked from the index before anything is read or decoded:
+    # it bounds the work of a study/series multipart and the size of an animated GIF. 1 Gi: a
+    # 1000-slice 512 x 512 CT study four times over, or a 1000-frame 640 x 480 colour cine.
+    max_rendered_response_pixels: int = Field(default=1024 * 1024 * 1024, ge=4096)
     # Frames decoded at the same time by one process: bounds memory and CPU.
     render_concurrency: int = Field(default=2, ge=1)
     # In-process cache of rendered images (LRU), in bytes; with redis_url the cache is in Redis
@@ -153,3 +182,13 @@ class Settings(BaseSettings):
     @property
     def effective_public_base_url(self) -> str:
         return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def dicomweb_base(self, root_path: str = "", tenant: str | None = None) -> str:
+        """The public base of DICOMweb that RetrieveURLs and BulkDataURIs are built on: the
+        configured base URL and the ASGI ``root_path``, never the Host header.
+
+        With ``tenant`` (a request under ``/tenants/{tenant}/dicom-web``) the prefix is kept, so
+        the URLs lead back into exactly that tenant.
+        """
+        prefix = f"/tenants/{quote(tenant, safe='')}/dicom-web" if tenant else "/dicom-web"
+        return f"{self.effective_public_base_url}{root_path}{prefix}"

@@ -20,9 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
+from dicomvault.asgi import create_app
+from dicomvault.bootstrap import build_services, prepare
+from dicomvault.config import Settings
 from tests.api.support import Account, Api, bearer, dicomvault_cli, unique
 from tests.integration.support_data import fresh_ct, multipart_body, new_uid, stow_content_type
-from tests.support.server import LiveServer
+from tests.support.server import ADMIN_PASSWORD, LiveServer
 
 _addresses = (f"203.0.113.{n}" for n in itertools.count(10))
 
@@ -379,3 +382,93 @@ def test_audit_verify_detects_a_record_edited_in_the_sqlite_file(
     # Verifying the live trail was itself recorded (Audit Log Used), as the OS user.
     verified = [r for r in api.audit(event="110101") if r["detail"] == "dicomvault audit verify"]
     assert verified and verified[0]["principal_subject"].startswith("cli:")
+
+
+# -- what a retrieve's audit record costs ----------------------------------------------------------
+def test_a_frames_retrieve_names_the_patient(api: Api, people: People) -> None:
+    path = (
+        f"/dicom-web/studies/{people.study}/series/{people.series}/instances/{people.sop}/frames/1"
+    )
+    accept = {"Accept": 'multipart/related; type="application/octet-stream"'}
+    sent = send(api, "GET", path, {**people.technician.headers, **accept})
+    assert sent.response.status_code == 200
+    record = the_record(api, sent)
+    assert codes(record) == ("110104", None, "R", 0)
+    assert record["patient_id"] == people.patient
+    assert record["tenant"] == people.tenant
+    assert record["study_uids"] == [people.study]
+    assert record["series_uids"] == [people.series]
+
+
+@pytest.mark.anyio
+async def test_retrieves_are_audited_from_their_own_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OHIF sends a request per frame, thumbnail and series' metadata: the audit record's tenant
+    and patient come from the route's own index lookup, not a second query. Only a request
+    whose route found nothing (here a 404) looks them up for the record."""
+    settings = Settings(data_dir=tmp_path / "data", admin_password=ADMIN_PASSWORD)
+    prepare(settings)
+    services = build_services(settings)
+    await services.auth.ensure_first_admin()
+    owner_lookups: list[Any] = []
+    lookup = services.repository.study_owners
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        owner_lookups.append(args)
+        return await lookup(*args, **kwargs)
+
+    monkeypatch.setattr(services.repository, "study_owners", counted)
+    patient, study, series, sop = unique("AUD-ONE"), new_uid(), new_uid(), new_uid()
+    instance = f"/dicom-web/studies/{study}/series/{series}/instances/{sop}"
+    one_tenant = f"/tenants/{settings.default_tenant}/dicom-web/studies/{study}/series/{series}"
+    octets = {"Accept": 'multipart/related; type="application/octet-stream"'}
+    requests = {
+        f"{instance}/frames/1": octets,
+        f"{instance}/bulkdata/7FE00010": octets,
+        f"{instance}/metadata": {},
+        f"{one_tenant}/metadata": {},
+        instance: {"Accept": "application/dicom"},
+        f"/dicom-web/studies/{study}": {},
+        f"/dicom-web/studies/{study}/thumbnail": {},
+        f"{instance}/frames/1/rendered": {},
+    }
+    transport = httpx.ASGITransport(app=create_app(services))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://archive") as http:
+            token = await http.post(
+                "/api/v1/auth/token",
+                data={"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD},
+            )
+            auth = bearer(token.json()["access_token"])
+            data = fresh_ct(study_uid=study, series_uid=series, sop_uid=sop, patient_id=patient)
+            body, boundary = multipart_body([data])
+            stored = await http.post(
+                "/dicom-web/studies",
+                content=body,
+                headers={**auth, "Content-Type": stow_content_type(boundary)},
+            )
+            assert stored.status_code == 200, stored.text
+            owner_lookups.clear()
+            correlations = {}
+            for path, headers in requests.items():
+                correlations[path] = correlation = unique("one-lookup")
+                response = await http.get(
+                    path, headers={**auth, **headers, "X-Request-ID": correlation}
+                )
+                assert response.status_code == 200, (path, response.text[:200])
+            assert owner_lookups == []
+            missing = await http.get(f"/dicom-web/studies/{new_uid()}", headers=auth)
+            assert missing.status_code == 404
+            assert len(owner_lookups) == 1
+            for path, correlation in correlations.items():
+                found = await http.get(
+                    "/api/v1/audit", params={"correlation_id": correlation}, headers=auth
+                )
+                (record,) = found.json()
+                assert record["event_id"] == "110104", path
+                assert record["patient_id"] == patient, path
+                assert record["tenant"] == settings.default_tenant, path
+                assert record["study_uids"] == [study], path
+    finally:
+        await services.close()

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dicomvault.api.app import create_app
 from dicomvault.api.permissions import ROUTE_POLICIES, RoutePolicy, policy_for
+from dicomvault.asgi import create_app
 from dicomvault.auth.principal import ROLE_GRANTS, Role
 from dicomvault.bootstrap import build_services
 from dicomvault.config import Settings
@@ -127,6 +127,8 @@ _PLACEHOLDERS = {
     "path": "7FE00010",
     "username": "nobody-matrix-user",
     "client_id": "dv-0000000000000000",
+    # /viewer/{file:path}: a file of the OHIF build (a path without a dot is the app's document).
+    "file": "manifest.json",
 }
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)(?::[a-z]+)?\}")
 

@@ -11,6 +11,7 @@ per-user app-config, and the 503 page of a server without the viewer.
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import io
 import json
@@ -368,9 +369,10 @@ def test_without_a_session_the_viewer_sends_the_browser_to_the_login_page(
         assert client.get("/viewer/app-config.js").status_code == 401
         assert client.get("/viewer/app.bundle.css").status_code == 200
     with httpx.Client(
-        base_url=web_server.base_url, cookies={viewer.ACCESS_COOKIE: "not-a-token"}
+        base_url=web_server.base_url, cookies={security.ACCESS_COOKIE: "not-a-token"}
     ) as client:
         assert client.get("/viewer/").status_code == 303
+        assert client.get("/viewer/index.html").status_code == 303
 
 
 def test_viewer_files_are_served_under_viewer_with_isolation_headers(
@@ -386,6 +388,9 @@ def test_viewer_files_are_served_under_viewer_with_isolation_headers(
         assert document.headers["cross-origin-opener-policy"] == "same-origin"
         assert document.headers["cross-origin-embedder-policy"] == "require-corp"
         assert document.headers["cache-control"] == "no-cache"
+        # No other site may frame the signed-in app (clickjacking).
+        assert document.headers["x-frame-options"] == "DENY"
+        assert document.headers["content-security-policy"] == "frame-ancestors 'none'"
         html = document.text
         assert 'window.PUBLIC_URL="/viewer/"' in html
         assert 'src="/viewer/app-config.js"' in html and f'src="/viewer/{bundle}"' in html
@@ -399,8 +404,21 @@ def test_viewer_files_are_served_under_viewer_with_isolation_headers(
         assert js.headers["cross-origin-resource-policy"] == "same-origin"
         assert '__webpack_require__.p = "/viewer/"' in js.text
         assert '__webpack_require__.p = "/"' not in js.text
-        again = client.get(f"/viewer/{bundle}", headers={"If-None-Match": js.headers["etag"]})
-        assert again.status_code == 304
+        assert "x-frame-options" not in js.headers
+        # RFC 9110 13.1.2: a list of tags, weak or strong, revalidates (memory and disk files).
+        etag = js.headers["etag"]
+        for header in (etag, f'"other", {etag}', f"W/{etag}", "*"):
+            again = client.get(f"/viewer/{bundle}", headers={"If-None-Match": header})
+            assert again.status_code == 304, header
+        on_disk = client.get(f"/viewer/{wasm}")
+        for header in (on_disk.headers["etag"], f'"x", W/{on_disk.headers["etag"]}'):
+            again = client.get(f"/viewer/{wasm}", headers={"If-None-Match": header})
+            assert again.status_code == 304, header
+        assert client.get(f"/viewer/{wasm}", headers={"If-None-Match": '"x"'}).status_code == 200
+        for header in (document.headers["etag"], f'"x", W/{document.headers["etag"]}'):
+            again = client.get("/viewer/viewer", headers={"If-None-Match": header})
+            assert again.status_code == 304, header
+            assert again.headers["x-frame-options"] == "DENY"
 
         assert client.get(f"/viewer/{wasm}").headers["content-type"] == "application/wasm"
         css = client.get("/viewer/app.bundle.css").text
@@ -410,8 +428,69 @@ def test_viewer_files_are_served_under_viewer_with_isolation_headers(
             assert client.get(f"/viewer/{missing}").status_code == 404, missing
         # Not a file of the app: a client-side route, so the document.
         assert client.get("/viewer/_redirects").text == html
-        for hostile in ("%2e%2e/%2e%2e/pyproject.toml", "a%00b.js", "x" * 300 + ".js"):
+        for hostile in ("a%00b.js", "x" * 300 + ".js"):
             assert client.get(f"/viewer/{hostile}").status_code == 404, hostile
+
+
+# -- nothing outside the build ---------------------------------------------------------------------
+SECRET = b"outside-the-viewer-build-0f3c"
+
+
+@pytest.fixture(scope="module")
+def fenced_viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server whose viewer build has secrets just outside it: next to it, two levels up, and
+    behind a file and a folder symlinked from inside the build to the outside."""
+    root = tmp_path_factory.mktemp("fenced")
+    build = root / "share" / "ohif"
+    build.mkdir(parents=True)
+    (build / "index.html").write_text("<!doctype html><title>fenced</title>")
+    (build / "inside.js").write_text("inside")
+    for secret in (root / "secret.txt", root / "share" / "secret.txt"):
+        secret.write_bytes(SECRET)
+    private = root / "share" / "private"
+    private.mkdir()
+    (private / "secret.txt").write_bytes(SECRET)
+    (build / "linked.txt").symlink_to(root / "share" / "secret.txt")
+    (build / "assets").symlink_to(private, target_is_directory=True)
+    with running_server(root / "data", env={"DICOMVAULT_VIEWER_DIR": str(build)}) as server:
+        yield server
+
+
+def raw_get(server: LiveServer, path: str) -> tuple[int, bytes]:
+    """GET with the request target exactly as written: no client normalises ``..`` or ``%2e``."""
+    origin = urlsplit(server.base_url)
+    connection = http.client.HTTPConnection(origin.hostname or "", origin.port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../secret.txt",
+        "../../secret.txt",
+        "%2e%2e/secret.txt",
+        "%2E%2E/%2e%2e/secret.txt",
+        "..%2Fsecret.txt",
+        "%2e%2e%2f%2e%2e%2fsecret.txt",
+        "inside.js/../../secret.txt",
+        "..%5Csecret.txt",
+        "..\\secret.txt",
+        "assets/..%2F..%2Fsecret.txt",
+        # Symlinks inside the build that lead out of it.
+        "linked.txt",
+        "assets/secret.txt",
+    ],
+)
+def test_no_file_outside_the_build_is_served(fenced_viewer: LiveServer, path: str) -> None:
+    assert raw_get(fenced_viewer, "/viewer/inside.js") == (200, b"inside")
+    status, body = raw_get(fenced_viewer, f"/viewer/{path}")
+    assert SECRET not in body
+    assert status == 404, (status, body[:200])
 
 
 def test_app_config_offers_upload_only_to_who_may_store(web_server: LiveServer) -> None:
@@ -455,9 +534,14 @@ def test_a_server_without_the_viewer_starts_and_says_how_to_install_it(tmp_path:
     env = {"DICOMVAULT_VIEWER_DIR": str(empty)}
     with running_server(tmp_path / "data", env=env) as server:
         assert httpx.get(f"{server.base_url}/healthz", timeout=10).status_code == 200
+        # Signed out, the document is the way to the login page (no file system path shown).
         response = httpx.get(f"{server.base_url}/viewer/", timeout=10)
+        assert response.status_code == 303
+        response = httpx.get(f"{server.base_url}/viewer/", headers=server.auth_headers, timeout=10)
         assert response.status_code == 503
         assert "scripts/install.sh" in response.text and str(empty) in response.text
+        assert response.headers["x-frame-options"] == "DENY"
+        assert httpx.get(f"{server.base_url}/viewer/app.js", timeout=10).status_code == 503
 
 
 # -- units: rewriting, install script, constants -------------------------------------------------
@@ -488,8 +572,7 @@ def test_rewrites_move_root_urls_under_the_prefix() -> None:
     )
 
 
-def test_viewer_and_api_agree_on_the_session_cookies() -> None:
-    assert viewer.ACCESS_COOKIE == security.ACCESS_COOKIE
+def test_viewer_and_api_agree_on_the_csrf_double_submit() -> None:
     assert viewer.CSRF_COOKIE == security.CSRF_COOKIE
     assert viewer.CSRF_HEADER.lower() == security.CSRF_HEADER
 

@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
@@ -31,6 +33,7 @@ from dicomvault.dicom.render import (
     GIF,
     JPEG,
     PNG,
+    AnimatedGif,
     EncodedFrame,
     InvalidRenderRequest,
     RenderOptions,
@@ -40,7 +43,9 @@ from dicomvault.dicom.render import (
     Window,
     check_bounds,
     check_codestream,
+    fit_viewport,
     image_geometry,
+    output_size,
     render_image,
 )
 
@@ -583,3 +588,95 @@ def test_cache_key_names_every_parameter() -> None:
     assert len(keys) == 8
     # quality does not change a PNG
     assert RenderOptions(PNG, quality=5).cache_key() == RenderOptions(PNG).cache_key()
+
+
+# -- response sizing and animated GIFs written frame by frame ----------------------------------
+
+
+@given(
+    size=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    viewport=st.tuples(st.integers(1, 60), st.integers(1, 60)),
+    region=st.one_of(
+        st.none(),
+        st.tuples(
+            st.one_of(st.none(), st.integers(0, 45)),
+            st.one_of(st.none(), st.integers(0, 45)),
+            st.one_of(st.none(), st.integers(-45, 45).filter(bool)),
+            st.one_of(st.none(), st.integers(-45, 45).filter(bool)),
+        ),
+    ),
+    upscale=st.booleans(),
+)
+def test_output_size_is_what_fit_viewport_makes(
+    size: tuple[int, int],
+    viewport: tuple[int, int],
+    region: tuple[int | None, int | None, int | None, int | None] | None,
+    upscale: bool,
+) -> None:
+    port = Viewport(*viewport, *(region or (None, None, None, None)))
+    try:
+        fitted = fit_viewport(Image.new("L", size), port, upscale=upscale).size
+    except InvalidRenderRequest:
+        with pytest.raises(InvalidRenderRequest):
+            output_size(*size, port, upscale=upscale)
+        return
+    assert output_size(*size, port, upscale=upscale) == fitted
+    assert output_size(*size, None, upscale=upscale) == size
+
+
+def test_rendered_samples_per_pixel() -> None:
+    assert image_geometry(header(2, 2)).display_samples == 1
+    assert image_geometry(header(2, 2, photometric="MONOCHROME1")).display_samples == 1
+    rgb = header(2, 2, photometric="RGB", samples=3, bits_allocated=8)
+    assert image_geometry(rgb).display_samples == 3
+    palette = header(2, 2, photometric="PALETTE COLOR", bits_allocated=8)
+    assert image_geometry(palette).display_samples == 3  # one stored sample, rendered as RGB
+
+
+def _gif_frames(data: bytes) -> list[npt.NDArray[np.uint8]]:
+    gif = Image.open(io.BytesIO(data))
+    frames = []
+    for index in range(getattr(gif, "n_frames", 1)):
+        gif.seek(index)
+        frames.append(np.asarray(gif.convert("RGB")))
+    return frames
+
+
+def test_an_animated_gif_written_frame_by_frame_reads_back_frame_for_frame() -> None:
+    rng = np.random.default_rng(7)
+    gray = [Image.fromarray(rng.integers(0, 256, (24, 40), dtype=np.uint8)) for _ in range(3)]
+    # colour frames get an adaptive palette each: the later ones carry a Local Color Table
+    red = Image.new("RGB", (40, 24), (200, 10, 10))
+    blue = Image.new("RGB", (40, 24), (10, 20, 230))
+    images = [*gray, red, blue]
+    animation = AnimatedGif(frame_ms=40)
+    chunks = [animation.add(image) for image in images] + [animation.end()]
+    assert chunks[0][:6] == b"GIF89a" and chunks[-1] == b";"
+    assert all(not chunk.startswith(b"GIF") for chunk in chunks[1:])  # one header only
+    data = b"".join(chunks)
+    gif = Image.open(io.BytesIO(data))
+    assert gif.format == "GIF" and getattr(gif, "n_frames", 1) == 5
+    assert gif.size == (40, 24) and gif.info["duration"] == 40 and gif.info["loop"] == 0
+    got = _gif_frames(data)
+    for image, frame in zip(images, got, strict=True):
+        assert frame.tolist() == np.asarray(image.convert("RGB")).tolist()
+
+
+def test_an_animated_gif_needs_a_frame() -> None:
+    with pytest.raises(ValueError):
+        AnimatedGif(frame_ms=100).end()
+
+
+def test_a_gif_of_many_frames_is_rendered_one_frame_at_a_time() -> None:
+    """Each frame is rendered and encoded before the next is decoded: the animation's bytes
+    equal its frames' pixels, rendered alone."""
+    frames = _frames_16(12, 16, 16)
+    hdr = header(16, 16, signed=True, frames=12, WindowCenter=0, WindowWidth=1000)
+    encoded = [EncodedFrame(f.tobytes(), n) for n, f in enumerate(frames, 1)]
+    out = render_image(hdr, LE, encoded, RenderOptions(media_type=GIF), max_frame_samples=CAP)
+    alone = [
+        png(header(16, 16, signed=True, WindowCenter=0, WindowWidth=1000), f.tobytes())
+        for f in frames
+    ]
+    got = _gif_frames(out)
+    assert [g[..., 0].tolist() for g in got] == [a.tolist() for a in alone]

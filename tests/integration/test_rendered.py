@@ -12,8 +12,10 @@ match proves the server read the right frame and header out of its blob.
 from __future__ import annotations
 
 import io
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -34,7 +36,7 @@ from dicomvault.dicom.render import (
     Window,
     render_image,
 )
-from dicomvault.testing.synthetic import make_ct_512, make_instance
+from dicomvault.testing.synthetic import make_ct_512, make_instance, write_multiframe_ct
 from tests.integration.support_data import (
     Archive,
     encode,
@@ -576,3 +578,248 @@ def test_rendered_images_are_cached_in_redis_when_configured(
             assert raw.ttl(f"dicomvault:rendered:{etag}") > 0
         finally:
             raw.close()
+
+
+# -- streaming: many parts, one at a time ----------------------------------------------------------
+
+
+def test_a_study_of_many_instances_is_streamed_and_every_part_is_right(
+    archive: Archive, http: httpx.Client
+) -> None:
+    study, series = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    data = [
+        make_ct_512(
+            rows=32,
+            columns=32,
+            study_uid=study,
+            series_uid=series if i <= 30 else None,  # two series: 30 and 10 instances
+            series_number=1 if i <= 30 else 2,
+            instance_number=i,
+            seed=100 + i,
+        )
+        for i in range(1, 41)
+    ]
+    assert stow(http, archive.dicomweb, data).status_code == 200
+    response = http.get(f"/studies/{study}/rendered", headers={"Accept": PNG})
+    assert response.status_code == 200
+    assert response.headers["transfer-encoding"] == "chunked"  # streamed, not buffered
+    assert "content-length" not in response.headers
+    parts = parse_multipart(response)
+    assert len(parts) == 40
+    assert all(p.headers["content-type"] == PNG for p in parts)
+    for got, sent in zip(parts, data, strict=True):  # series then instance order
+        assert pixels(got.content).tolist() == reference(sent).tolist()
+    again = http.get(f"/studies/{study}/rendered", headers={"Accept": PNG})
+    assert again.content == response.content and again.headers["etag"] == response.headers["etag"]
+
+
+def test_an_animated_gif_is_streamed_frame_for_frame(
+    http: httpx.Client, stored: dict[str, Stored]
+) -> None:
+    s = stored["multiframe"]
+    response = http.get(s.instance + "/rendered", headers={"Accept": "image/gif"})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
+    assert response.headers["transfer-encoding"] == "chunked"
+    gif = Image.open(io.BytesIO(response.content))
+    for n in (1, 2, 3):
+        gif.seek(n - 1)
+        assert np.asarray(gif.convert("L")).tolist() == reference(s.data, n).tolist()
+    cached = http.get(s.instance + "/rendered", headers={"Accept": "image/gif"})
+    assert cached.content == response.content
+    assert cached.headers["etag"] == response.headers["etag"]
+
+
+def test_a_part_that_fails_once_streaming_has_begun_truncates_the_response(
+    archive: Archive, http: httpx.Client
+) -> None:
+    """The first image is rendered before the status is sent, so its failure is a 422; a later
+    one can only end the connection early: the client sees a broken body, never a short one."""
+    study, series = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    good = make_ct_512(rows=32, columns=32, study_uid=study, series_uid=series, instance_number=1)
+    # a 1024 x 256 JPEG 2000 codestream under a header that says 16 x 16: found when decoding
+    bomb = make_instance(
+        "JPEG2000.dcm",
+        study_uid=study,
+        series_uid=series,
+        instance_number=2,
+        Rows=16,
+        Columns=16,
+    )
+    assert stow(http, archive.dicomweb, [good, bomb]).status_code == 200
+    with pytest.raises(httpx.RemoteProtocolError):
+        http.get(f"/studies/{study}/series/{series}/rendered")
+    alone = _stored("bomb", bomb)
+    first = http.get(f"{alone.instance}/rendered")
+    assert first.status_code == 422 and "larger than the header" in first.json()["detail"]
+    # the server is fine afterwards
+    assert http.get(_stored("good", good).instance + "/rendered").status_code == 200
+
+
+# -- limits on one response ------------------------------------------------------------------------
+
+LIMITS = {
+    "DICOMVAULT_MAX_RENDERED_FRAMES": "5",
+    # 20,000 samples: one 128 x 128 grayscale frame (16,384), not two
+    "DICOMVAULT_MAX_RENDERED_RESPONSE_PIXELS": "20000",
+}
+
+
+@pytest.fixture(scope="module")
+def limited(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Archive, dict[str, Stored]]]:
+    data_dir = tmp_path_factory.mktemp("rendered-limits") / "data"
+    study = pydicom.uid.generate_uid()
+    six, five = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    items = {
+        **{
+            f"six{i}": make_ct_512(
+                rows=16, columns=16, study_uid=study, series_uid=six, instance_number=i, seed=i
+            )
+            for i in range(1, 7)
+        },
+        **{
+            f"five{i}": make_ct_512(
+                rows=16,
+                columns=16,
+                study_uid=study,
+                series_uid=five,
+                series_number=2,
+                instance_number=i,
+                seed=i,
+            )
+            for i in range(1, 6)
+        },
+        "frames6": make_ct_512(rows=16, columns=16, frames=6),
+        "square": make_ct_512(rows=128, columns=128, frames=3),
+        "big": make_ct_512(rows=256, columns=256),
+    }
+    with running_archive(data_dir, env=LIMITS) as signed_in:
+        with signed_in.http() as client:
+            assert stow(client, signed_in.dicomweb, list(items.values())).status_code == 200
+        yield signed_in, {label: _stored(label, data) for label, data in items.items()}
+
+
+def _refused(client: httpx.Client, path: str, words: str, **kwargs: object) -> None:
+    started = time.monotonic()
+    response = client.get(path, **kwargs)  # type: ignore[arg-type]
+    assert response.status_code == 422, (path, response.text)
+    assert words in response.json()["detail"], response.text
+    assert time.monotonic() - started < 1.0
+
+
+def test_max_rendered_frames_is_enforced_over_http(
+    limited: tuple[Archive, dict[str, Stored]],
+) -> None:
+    archive, s = limited
+    six, five, frames6 = s["six1"], s["five1"], s["frames6"]
+    with archive.http() as client:
+        _refused(client, f"/studies/{six.study}/series/{six.series}/rendered", "6 frames")
+        _refused(client, f"/studies/{six.study}/rendered", "11 frames")
+        series = client.get(f"/studies/{five.study}/series/{five.series}/rendered")
+        assert series.status_code == 200 and len(parse_multipart(series)) == 5
+        gif = {"Accept": "image/gif"}
+        _refused(client, frames6.instance + "/rendered", "6 frames", headers=gif)
+        _refused(client, frames6.instance + "/frames/1,2,3,4,5,6/rendered", "6 frames")
+        listed = client.get(frames6.instance + "/frames/1,2,3,4,5/rendered")
+        assert listed.status_code == 200 and len(parse_multipart(listed)) == 5
+        assert client.get(frames6.instance + "/rendered").status_code == 200  # its first frame
+
+
+def test_a_response_over_the_sample_budget_is_refused_before_rendering(
+    limited: tuple[Archive, dict[str, Stored]],
+) -> None:
+    archive, s = limited
+    square, big = s["square"], s["big"]
+    with archive.http() as client:
+        assert client.get(square.instance + "/frames/1/rendered").status_code == 200
+        _refused(client, square.instance + "/frames/1,2/rendered", "rendered samples")
+        _refused(client, square.instance + "/rendered", "49152", headers={"Accept": "image/gif"})
+        # a smaller viewport makes the same frames fit: 2 x 64 x 64
+        small = client.get(square.instance + "/frames/1,2/rendered", params={"viewport": "64,64"})
+        assert small.status_code == 200
+        sizes = [Image.open(io.BytesIO(p.content)).size for p in parse_multipart(small)]
+        assert sizes == [(64, 64), (64, 64)]
+        # one frame over the budget, unless the viewport or a thumbnail shrinks it
+        _refused(client, big.instance + "/rendered", "65536")
+        assert client.get(big.instance + "/rendered", params={"viewport": "100,100"}).is_success
+        thumbnail = client.get(big.instance + "/thumbnail")
+        assert Image.open(io.BytesIO(thumbnail.content)).size == (128, 128)
+        # the refusal comes from the index: it stands with a cached ETag too
+        _refused(client, big.instance + "/rendered", "65536", headers={"If-None-Match": "*"})
+
+
+# -- memory while streaming a large multi-frame instance ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Archive, Stored]]:
+    """A 200-frame 512 x 512 CT (100 MB) on a server without a render cache, so that what the
+    server holds while rendering is what the response costs it."""
+    root = tmp_path_factory.mktemp("rendered-large")
+    generated = write_multiframe_ct(root / "multiframe.dcm", 200)
+    data = generated.read_bytes()
+    with running_archive(root / "data", env={"DICOMVAULT_RENDER_CACHE_BYTES": "0"}) as signed_in:
+        with signed_in.http() as client:
+            assert stow(client, signed_in.dicomweb, [data]).status_code == 200
+        yield signed_in, _stored("large", data)
+
+
+@contextmanager
+def peak_rss(pid: int) -> Iterator[Callable[[], int]]:
+    """The highest RSS of the server's process tree, sampled every 20 ms."""
+    peak = [_rss(pid)]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], _rss(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield lambda: peak[0]
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def test_streaming_a_large_multi_frame_instance_keeps_the_server_small(
+    large: tuple[Archive, Stored],
+) -> None:
+    """200 parts of 1024 x 1024 PNG (~66 MB) and a 200-frame GIF (~27 MB): holding every part,
+    then joining them, grew this server by ~120 MB and ~250 MB; streamed, it grows by about
+    one frame and one read batch."""
+    archive, s = large
+    pid = archive.server.process.pid
+    every_frame = ",".join(str(n) for n in range(1, 201))
+    upscaled = Viewport(1024, 1024)
+    with archive.http() as client:
+        warm = client.get(s.instance + "/frames/1/rendered", headers={"Accept": PNG})
+        assert warm.status_code == 200  # decoders loaded, first buffers allocated
+        before = _rss(pid)
+        with peak_rss(pid) as multipart_peak:
+            response = client.get(
+                f"{s.instance}/frames/{every_frame}/rendered",
+                params={"viewport": "1024,1024"},
+                headers={"Accept": PNG},
+            )
+        assert response.status_code == 200
+        assert response.headers["transfer-encoding"] == "chunked"
+        parts = parse_multipart(response)
+        assert len(parts) == 200
+        assert {Image.open(io.BytesIO(p.content)).size for p in parts} == {(1024, 1024)}
+        for n in (1, 200):
+            expected = reference(s.data, n, viewport=upscaled)
+            assert pixels(parts[n - 1].content).tolist() == expected.tolist()
+        assert multipart_peak() - before < 50 * 1024 * 1024
+        del response, parts
+
+        with peak_rss(pid) as gif_peak:
+            animated = client.get(s.instance + "/rendered", headers={"Accept": "image/gif"})
+        assert animated.status_code == 200
+        gif = Image.open(io.BytesIO(animated.content))
+        assert getattr(gif, "n_frames", 1) == 200
+        gif.seek(199)
+        assert np.asarray(gif.convert("L")).tolist() == reference(s.data, 200).tolist()
+        assert gif_peak() - before < 50 * 1024 * 1024

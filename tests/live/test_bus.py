@@ -6,6 +6,7 @@ Redis-only behaviour (two replicas, a lost connection, foreign messages) follows
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +15,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from dicomvault.live.bus import EventBus, Subscription, SubscriptionDropped
+from dicomvault.live.bus import UNKNOWN_POSITION, EventBus, Subscription, SubscriptionDropped
 from dicomvault.live.events import EventKind, InstanceEvent
 from dicomvault.live.inprocess import InProcessEventBus
 from dicomvault.live.redis_bus import RedisEventBus
@@ -52,9 +53,15 @@ async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[BusFactory]:
 
 
 async def listening(bus: EventBus, subscription: Subscription) -> Subscription:
-    if isinstance(bus, RedisEventBus):
-        await bus.wait_listening()
+    """Started: receiving every later event, its position known."""
+    assert await bus.ready(subscription, 5)
     return subscription
+
+
+async def settled(bus: EventBus) -> None:
+    """Until what was published is numbered (Redis publishes from a background task)."""
+    if isinstance(bus, RedisEventBus):
+        await bus.flush()
 
 
 async def test_subscriber_gets_its_tenants_events_in_order(make_bus: BusFactory) -> None:
@@ -89,6 +96,7 @@ async def test_every_subscriber_gets_a_copy(make_bus: BusFactory) -> None:
     bus = make_bus()
     with bus.subscribe({"north"}) as a, bus.subscribe({"north"}) as b:
         await listening(bus, a)
+        await listening(bus, b)
         await bus.publish(event())
         da, db = await a.next_event(5), await b.next_event(5)
     assert da is not None and db is not None and da.event == db.event == event()
@@ -98,6 +106,7 @@ async def test_slow_subscriber_is_dropped_and_others_keep_going(make_bus: BusFac
     bus = make_bus(queue_size=2)
     with bus.subscribe({"north"}) as slow, bus.subscribe({"north"}) as fast:
         await listening(bus, slow)
+        await listening(bus, fast)
         for n in range(5):
             await bus.publish(event(n=n))
             assert (await fast.next_event(5)) is not None
@@ -119,18 +128,49 @@ async def test_leaving_the_context_unsubscribes(make_bus: BusFactory) -> None:
     assert bus.subscriber_count == 0  # type: ignore[attr-defined]
 
 
-async def test_positions_tell_whether_anything_was_delivered(make_bus: BusFactory) -> None:
+async def test_positions_move_with_the_subscribers_own_tenants_only(make_bus: BusFactory) -> None:
     bus = make_bus()
     with bus.subscribe({"north"}) as sub:
         await listening(bus, sub)
-        assert sub.position == bus.position
-        await bus.publish(event("south"))  # another tenant's event moves the position too
-        await asyncio.sleep(0.2)
-        assert bus.position != sub.position
-        before = bus.position
-        await bus.publish(event("north"))
+        start = sub.position
+        assert start == await bus.position({"north"})
+        for n in range(3):  # another tenant's events: nothing of them shows
+            await bus.publish(event("south", n))
+        await settled(bus)
+        assert await sub.next_event(QUIET) is None
+        assert sub.position == start == await bus.position({"north"})
+        await bus.publish(event("north", 7))
         delivery = await sub.next_event(5)
-    assert delivery is not None and delivery.position == bus.position != before
+        assert delivery is not None and delivery.event.sop_uid == "1.2.3.4.7"
+        assert delivery.position == sub.position == await bus.position({"north"}) != start
+
+
+async def test_a_reconnecting_subscriber_missed_only_its_own_tenants_events(
+    make_bus: BusFactory,
+) -> None:
+    bus = make_bus()
+    with bus.subscribe({"north"}) as first:
+        seen = (await listening(bus, first)).position
+    await bus.publish(event("south"))  # while north's subscriber was away
+    await settled(bus)
+    with bus.subscribe({"north"}) as again:
+        assert (await listening(bus, again)).position == seen  # nothing missed
+    await bus.publish(event("north"))
+    await settled(bus)
+    with bus.subscribe({"north"}) as third:
+        assert (await listening(bus, third)).position != seen  # missed one: re-query
+
+
+async def test_a_position_covers_every_tenant_of_its_subscriber(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    both = await bus.position({"north", "east"})
+    assert both != await bus.position({"north"})  # another tenant set, another position
+    assert both == await bus.position(["east", "north", "east"])
+    await bus.publish(event("east"))
+    await settled(bus)
+    assert await bus.position({"north", "east"}) != both
+    # Opaque: neither tenant names nor counts can be read off it.
+    assert re.fullmatch(r"[0-9a-f]{32}", both)
 
 
 async def test_close_drops_subscribers(make_bus: BusFactory) -> None:
@@ -142,40 +182,59 @@ async def test_close_drops_subscribers(make_bus: BusFactory) -> None:
 
 
 # -- Redis only ------------------------------------------------------------------------------------
-async def test_two_replicas_share_events_through_redis(redis_url: str) -> None:
+def redis_pair(redis_url: str) -> tuple[str, RedisEventBus, aioredis.Redis]:
+    """A fresh prefix, a bus on it and a raw client (for what no bus would send)."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    return (
+        prefix,
+        RedisEventBus.from_url(redis_url, prefix=prefix),
+        aioredis.Redis.from_url(redis_url),
+    )
+
+
+async def test_two_replicas_share_events_and_positions_through_redis(redis_url: str) -> None:
     prefix = f"test:{uuid.uuid4().hex}:"
     one = RedisEventBus.from_url(redis_url, prefix=prefix)
     two = RedisEventBus.from_url(redis_url, prefix=prefix)
     try:
         with one.subscribe({"north"}) as on_one, two.subscribe({"north"}) as on_two:
-            await one.wait_listening()
-            await two.wait_listening()
+            await listening(one, on_one)
+            await listening(two, on_two)
+            assert on_one.position == on_two.position
+            await one.publish(event("south"))
             await one.publish(event())
             got_one, got_two = await on_one.next_event(5), await on_two.next_event(5)
         assert got_one is not None and got_two is not None
         assert got_one.event == got_two.event == event()
-        # Positions are per process: a client moving between replicas always re-queries.
-        assert got_one.position != got_two.position
+        # The numbering is in Redis: a client moving between replicas re-queries only when
+        # something happened in its tenants.
+        assert got_one.position == got_two.position == await two.position({"north"})
     finally:
         await one.close()
         await two.close()
 
 
-async def test_malformed_and_misrouted_messages_are_ignored(redis_url: str) -> None:
-    prefix = f"test:{uuid.uuid4().hex}:"
-    bus = RedisEventBus.from_url(redis_url, prefix=prefix)
-    raw = aioredis.Redis.from_url(redis_url)
+async def test_malformed_misrouted_and_unnumbered_messages_are_ignored(redis_url: str) -> None:
+    prefix, bus, raw = redis_pair(redis_url)
     try:
         with bus.subscribe({"north", "south"}) as sub:
-            await bus.wait_listening()
+            await listening(bus, sub)
+            numbered = f"{'ab' * 8} 1 ".encode()
             await raw.publish(prefix + "north", b"not json")
-            await raw.publish(prefix + "north", orjson.dumps({"kind": "stored"}))
+            await raw.publish(prefix + "north", numbered + b"not json")
+            await raw.publish(prefix + "north", numbered + orjson.dumps({"kind": "stored"}))
             bad_uid = {**event().to_dict(), "SOPInstanceUID": "1.2.x"}
-            await raw.publish(prefix + "north", orjson.dumps(bad_uid))
-            # A "south" event on the "north" channel must not reach "south" subscribers.
-            await raw.publish(prefix + "north", event("south").to_json())
-            assert await sub.next_event(QUIET) is None
+            await raw.publish(prefix + "north", numbered + orjson.dumps(bad_uid))
+            # An event without its place in the numbering cannot be placed: ignored.
             await raw.publish(prefix + "north", event("north").to_json())
+            await raw.publish(prefix + "north", b"XYZ 1 " + event("north").to_json())
+            await raw.publish(prefix + "north", f"{'ab' * 8} 0 ".encode() + event().to_json())
+            # A "south" event on the "north" channel must not reach "south" subscribers.
+            await raw.publish(prefix + "north", numbered + event("south").to_json())
+            await raw.publish(prefix + "!renumbered", b"../not a tenant")
+            assert await sub.next_event(QUIET) is None
+            assert not sub.dropped
+            await bus.publish(event("north"))
             delivery = await sub.next_event(5)
         assert delivery is not None and delivery.event == event("north")
     finally:
@@ -183,26 +242,114 @@ async def test_malformed_and_misrouted_messages_are_ignored(redis_url: str) -> N
         await bus.close()
 
 
-async def test_lost_connection_drops_subscribers_and_recovers(redis_url: str) -> None:
-    prefix = f"test:{uuid.uuid4().hex}:"
-    bus = RedisEventBus.from_url(redis_url, prefix=prefix)
-    raw = aioredis.Redis.from_url(redis_url)
+async def test_an_event_that_does_not_follow_the_last_one_makes_the_subscriber_resync(
+    redis_url: str,
+) -> None:
+    prefix, bus, raw = redis_pair(redis_url)
     try:
         with bus.subscribe({"north"}) as sub:
-            await bus.wait_listening()
-            epoch = bus.position.split("-")[0]
-            await raw.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+            await listening(bus, sub)
+            await bus.publish(event("north", 1))
+            assert (await sub.next_event(5)) is not None
+            raw_epoch = await raw.hget(prefix + "!numbering", "!north")
+            assert isinstance(raw_epoch, bytes)
+            epoch = raw_epoch.decode()
+            # Sequence 3 after 1: number 2 was lost on the way.
+            await raw.publish(prefix + "north", f"{epoch} 3 ".encode() + event().to_json())
             with pytest.raises(SubscriptionDropped):
                 await sub.next_event(5)
-        # The events in between are unknown: a new epoch, so reconnecting clients re-query.
-        assert bus.position.split("-")[0] != epoch
-        with bus.subscribe({"north"}) as again:
-            await bus.wait_listening(10)
-            await bus.publish(event())
-            delivery = await again.next_event(5)
-        assert delivery is not None and delivery.event == event()
+        with bus.subscribe({"north"}) as sub:
+            await listening(bus, sub)
+            # The next number, but of another epoch than the subscriber started in.
+            other_epoch = "cd" * 8
+            await raw.publish(prefix + "north", f"{other_epoch} 2 ".encode() + event().to_json())
+            with pytest.raises(SubscriptionDropped):
+                await sub.next_event(5)
+        with bus.subscribe({"north"}) as sub:
+            await listening(bus, sub)
+            await raw.publish(prefix + "north", f"{epoch} 2 ".encode() + event().to_json())
+            delivery = await sub.next_event(5)  # the one that does follow
+            assert delivery is not None and delivery.event == event()
     finally:
         await raw.aclose()
+        await bus.close()
+
+
+async def test_lost_connection_drops_subscribers_and_positions_tell_what_was_missed(
+    redis_url: str,
+) -> None:
+    prefix, bus, raw = redis_pair(redis_url)
+    other = RedisEventBus.from_url(redis_url, prefix=prefix)  # another replica, still publishing
+    try:
+        with bus.subscribe({"north"}) as sub:
+            await listening(bus, sub)
+            seen = sub.position
+            await raw.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+            await other.publish(event())
+            await other.flush()
+            with pytest.raises(SubscriptionDropped):
+                await sub.next_event(5)
+        # The event published meanwhile was numbered in Redis: whoever comes back re-queries.
+        assert await bus.position({"north"}) != seen
+        with bus.subscribe({"north"}) as again:
+            await bus.wait_listening(10)
+            await listening(bus, again)
+            assert again.position == await other.position({"north"})
+            await other.publish(event(n=2))
+            delivery = await again.next_event(5)
+        assert delivery is not None and delivery.event == event(n=2)
+    finally:
+        await raw.aclose()
+        await other.close()
+        await bus.close()
+
+
+async def test_events_that_could_not_be_published_renumber_their_tenant(redis_url: str) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    one = RedisEventBus.from_url(redis_url, prefix=prefix, outbox_size=1)
+    two = RedisEventBus.from_url(redis_url, prefix=prefix)
+    try:
+        with two.subscribe({"north"}) as north, two.subscribe({"south"}) as south:
+            await listening(two, north)
+            await listening(two, south)
+            before_north, before_south = north.position, south.position
+            for n in range(3):  # an outbox of one: the surplus is dropped, never numbered
+                await one.publish(event("north", n))
+            await one.flush()
+            # North's positions are stale on every replica, its subscribers there resync...
+            assert await two.position({"north"}) != before_north
+            with pytest.raises(SubscriptionDropped):
+                await north.next_event(5)
+            # ...and south, whose events all went out, is untouched.
+            assert await south.next_event(QUIET) is None
+            assert not south.dropped
+            assert await two.position({"south"}) == before_south
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_losing_the_numbering_never_brings_back_an_earlier_position(redis_url: str) -> None:
+    prefix, bus, raw = redis_pair(redis_url)
+    try:
+        await bus.publish(event())
+        await bus.flush()
+        seen = await bus.position({"north"})
+        await raw.delete(prefix + "!numbering")  # Redis restarted without persistence, say
+        assert await bus.position({"north"}) != seen
+    finally:
+        await raw.aclose()
+        await bus.close()
+
+
+async def test_without_redis_positions_are_unknown_and_subscriptions_never_ready() -> None:
+    bus = RedisEventBus.from_url("redis://127.0.0.1:1/0", publish_timeout=1.0)
+    try:
+        assert await bus.position({"north"}) == UNKNOWN_POSITION
+        with bus.subscribe({"north"}) as sub:
+            assert not await bus.ready(sub, 0.5)
+            assert sub.position == UNKNOWN_POSITION
+    finally:
         await bus.close()
 
 

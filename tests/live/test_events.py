@@ -32,7 +32,9 @@ def test_round_trip() -> None:
         {"tenant": "../etc"},
         {"tenant": ""},
         {"tenant": 7},
+        {"tenant": "north\n"},
         {"StudyInstanceUID": "1.2.x"},
+        {"StudyInstanceUID": "1.02.3"},  # PS3.5 9.1: no leading zero in a component
         {"SeriesInstanceUID": "1." + "2" * 70},
         {"SOPInstanceUID": None},
     ],

@@ -367,10 +367,45 @@ def test_ready_says_whether_events_were_missed(live: LiveServer) -> None:
         }
 
 
+def page_position(client: httpx.Client, path: str = "/") -> str:
+    match = re.search(r'data-live-position="([0-9a-f]{32})"', client.get(path).text)
+    assert match is not None
+    return match.group(1)
+
+
 def test_rendered_pages_carry_the_live_position(live: LiveServer) -> None:
     alice = session(live, "alice")
-    match = re.search(r'data-live-position="([0-9a-f]+-[0-9]+)"', alice.get("/").text)
-    assert match is not None
+    position = page_position(alice)
+    assert page_position(alice, "/upload") == position
+    with alice.stream("GET", "/api/v1/events", params={"since": position}) as stream:
+        ready = next_event(read_events(stream.iter_lines(), time.monotonic() + 20), "ready")
+    assert (ready.data, ready.id) == ({"missed": False}, position)
+
+
+def test_another_tenants_ingests_move_no_position_and_miss_nothing(live: LiveServer) -> None:
+    alice, bob = session(live, "alice"), session(live, "bob")
+    position = page_position(alice)
+    with alice.stream("GET", "/api/v1/events", params={"since": position}) as stream:
+        events = read_events(stream.iter_lines(), time.monotonic() + 20)
+        ready = next_event(events, "ready")
+        assert (ready.data, ready.id) == ({"missed": False}, position)
+        bob_stored = store(bob, patient_id="SSE0003")  # south, while alice watches north
+        rest = list(events)  # heartbeats until the stream ends (live_stream_seconds)
+    assert ": heartbeat" in rest
+    assert not [e for e in rest if isinstance(e, SseEvent) and e.id is not None]
+    assert bob_stored.study not in json.dumps([e.data for e in rest if isinstance(e, SseEvent)])
+    # Bob stored while alice was away, too: she missed nothing, her position did not move.
+    store(bob, patient_id="SSE0004")
+    assert page_position(alice) == position
+    with alice.stream("GET", "/api/v1/events", headers={"Last-Event-ID": position}) as stream:
+        ready = next_event(read_events(stream.iter_lines(), time.monotonic() + 20), "ready")
+    assert (ready.data, ready.id) == ({"missed": False}, position)
+    # Her own tenant's ingest does move it.
+    store(alice, patient_id="SSE0005")
+    assert page_position(alice) != position
+    with alice.stream("GET", "/api/v1/events", headers={"Last-Event-ID": position}) as stream:
+        ready = next_event(read_events(stream.iter_lines(), time.monotonic() + 20), "ready")
+    assert ready.data == {"missed": True} and ready.id != position
 
 
 def test_server_log_has_no_patient_names(live: LiveServer) -> None:

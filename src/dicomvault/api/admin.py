@@ -14,14 +14,14 @@ from dicomvault.auth.passwords import hash_secret
 from dicomvault.auth.principal import Role
 from dicomvault.auth.store import ClientRecord, UserRecord
 from dicomvault.bootstrap import Services
+from dicomvault.config import TENANT_NAME_PATTERN
 from dicomvault.errors import BadRequest, NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
 class TenantIn(BaseModel):
-    name: str = Field(pattern=_NAME, description="Short, URL-safe facility name")
+    name: str = Field(pattern=TENANT_NAME_PATTERN, description="Short, URL-safe facility name")
     display_name: str = ""
 
 

@@ -1,53 +1,19 @@
-"""The ASGI application: routers, the enforcement point, audit, error translation, CORS."""
+"""The API's routers, for the ASGI application (``dicomvault.asgi``) to mount.
+
+Health probes, the OAuth2 token and session endpoints, administration, the audit trail, and
+DICOMweb (with rendered resources) under both ``/dicom-web`` and ``/tenants/{tenant}/dicom-web``.
+The app itself — the enforcement dependency, middleware, error handlers and the web UI's routers
+next to these — is composed in ``dicomvault/asgi.py``, above api/ and web/ alike.
+"""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from fastapi import FastAPI
 
-from fastapi import Depends, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
-
-from dicomvault import __version__
 from dicomvault.api import admin, audit_routes, auth_routes, dicomweb, health, rendered
-from dicomvault.api.auditing import AuditMiddleware
-from dicomvault.api.errors import install_error_handlers
-from dicomvault.api.security import enforce
-from dicomvault.bootstrap import Services
-from dicomvault.observability.access_log import AccessLogMiddleware
-from dicomvault.web import routes as web_ui
-from dicomvault.web import viewer
 
 
-def create_app(services: Services) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        generated = await services.auth.ensure_first_admin()
-        if generated is not None:
-            # Shown once, on the console of the first start; never written to the logs.
-            print(
-                f"\n  First start: user 'admin' created with password: {generated}\n",
-                file=sys.stderr,
-                flush=True,
-            )
-        # Decoders and encoders load on first use; the first rendered image should not wait.
-        await services.renderer.warm_up()
-        yield
-        await services.close()
-
-    app = FastAPI(
-        title="dicomvault",
-        version=__version__,
-        description=(
-            "Medical imaging archive: DICOMweb (PS3.18) under /dicom-web and "
-            "/tenants/{tenant}/dicom-web; OAuth2 token endpoint and administration under /api/v1."
-        ),
-        lifespan=lifespan,
-        dependencies=[Depends(enforce)],
-    )
-    app.state.services = services
-    install_error_handlers(app)
+def include_routers(app: FastAPI) -> None:
     app.include_router(health.router, tags=["health"])
     app.include_router(auth_routes.router)
     app.include_router(admin.router)
@@ -60,21 +26,3 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(
         rendered.build_router("/tenants/{tenant}/dicom-web", ["dicomweb rendered (one tenant)"])
     )
-    # The browser UI (web/): pages, live events, static assets; HTML error pages for pages.
-    app.include_router(web_ui.router)
-    # The OHIF Viewer at /viewer (web/viewer.py).
-    app.include_router(viewer.router)
-    app.add_middleware(AuditMiddleware)
-    # Outermost of ours: sees the correlation ID the audit middleware assigned, logs no queries.
-    app.add_middleware(AccessLogMiddleware)
-    origins = services.settings.cors_origins
-    if origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_credentials=True,
-            allow_methods=["GET", "POST", "DELETE", "PATCH", "OPTIONS"],
-            allow_headers=["*"],
-            expose_headers=["Content-Type", "Content-Location", "Location", "Retry-After"],
-        )
-    return app

@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicomvault.api.permissions import RoutePolicy
@@ -105,13 +107,23 @@ def _event_kind(policy: RoutePolicy | None, state: dict[str, Any], status: int) 
     return policy.audit
 
 
+def note_owners(request: Request, owners: Iterable[StudyOwner]) -> None:
+    """Record whose data the route found, for the audit record (PS3.15 A.5.3 participants).
+
+    A retrieve route passes what its own index lookup returned (``StoredInstance.owner``), so
+    that auditing it costs no second query; only what the route found is recorded.
+    """
+    request.state.audit_owners = list(dict.fromkeys(owners))
+
+
 async def _owners(
     services: Any, scope: Scope, state: dict[str, Any], policy: RoutePolicy | None
 ) -> list[StudyOwner]:
     """The tenant and patient of the studies the request touched (PS3.15 A.5.3 participants).
 
-    A delete noted them before the data went (``api/security.py``); otherwise they are read now,
-    within the request's own tenant scope, from the study in the path or the studies stored.
+    A retrieve route noted them from its own lookup (``note_owners``), a delete before the data
+    went (``api/security.py``); otherwise — a 404, a store — they are read now, within the
+    request's own tenant scope, from the study in the path or the studies stored.
     """
     noted: list[StudyOwner] | None = state.get("audit_owners")
     if noted is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
 
 import anyio.to_thread
 import orjson
@@ -12,6 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
 from dicomvault.api import negotiation
+from dicomvault.api.auditing import note_owners
 from dicomvault.api.deps import ScopeDep, ServicesDep
 from dicomvault.api.media import parse_accept
 from dicomvault.api.multipart import multipart_stream, new_boundary
@@ -77,10 +77,9 @@ def base_url(services: Services, request: Request) -> str:
     Under ``/tenants/{tenant}/dicom-web`` the prefix is kept, so BulkDataURIs and RetrieveURLs
     lead back into exactly that tenant.
     """
-    root_path = str(request.scope.get("root_path", ""))
     tenant = request.path_params.get("tenant")
-    prefix = f"/tenants/{quote(str(tenant), safe='')}/dicom-web" if tenant else "/dicom-web"
-    return f"{services.settings.effective_public_base_url}{root_path}{prefix}"
+    root_path = str(request.scope.get("root_path", ""))
+    return services.settings.dicomweb_base(root_path, str(tenant) if tenant else None)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -200,10 +199,12 @@ async def _retrieve(
     if _wants_zip(accept):
         _check_uids(study, series, sop)
         found = await services.retriever.instances(scope, study, series, sop)
+        note_owners(request, (i.owner for i in found))
         return _zip_response(found, services, sop or series or study)
     choice = negotiation.choose_instance_format(accept, single_allowed=sop is not None)
     _check_uids(study, series, sop)
     instances = await services.retriever.instances(scope, study, series, sop)
+    note_owners(request, (i.owner for i in instances))
     if choice.transfer_syntax not in (negotiation.AS_STORED, EXPLICIT_VR_LITTLE_ENDIAN) and any(
         i.transfer_syntax_uid != choice.transfer_syntax for i in instances
     ):
@@ -305,8 +306,10 @@ async def _metadata(
     if not negotiation.accepts_json(request.headers.get("accept")):
         raise NotAcceptable("metadata is served as application/dicom+json")
     _check_uids(study, series, sop)
-    body = await services.retriever.metadata(scope, base_url(services, request), study, series, sop)
-    return Response(body, media_type=DICOM_JSON)
+    base = base_url(services, request)
+    found = await services.retriever.metadata(scope, base, study, series, sop)
+    note_owners(request, found.owners)
+    return Response(found.body, media_type=DICOM_JSON)
 
 
 @_route("GET", "/studies/{study}/metadata", summary="WADO-RS: study metadata")
@@ -358,6 +361,7 @@ async def retrieve_frames(
     numbers = parse_frame_list(frames)
     _check_uids(study, series, sop)
     instance = (await services.retriever.instances(scope, study, series, sop))[0]
+    note_owners(request, [instance.owner])
     stored_ts = instance.transfer_syntax_uid
     stored_type = frame_media_type(stored_ts)
     wants_native = choice.part_type == "application/octet-stream" and (
@@ -412,6 +416,7 @@ async def retrieve_bulkdata(
 ) -> Response:
     _check_uids(study, series, sop)
     instance = (await services.retriever.instances(scope, study, series, sop))[0]
+    note_owners(request, [instance.owner])
     if path.upper().startswith("7FE00010"):
         count = instance.number_of_frames or 1
         data = await services.retriever.frames(instance, list(range(1, count + 1)))

@@ -110,11 +110,13 @@ ROUTE_POLICIES: dict[tuple[str, str], RoutePolicy] = {
     ("DELETE", "/api/v1/clients/{client_id}"): _ADMIN_USERS,
     ("GET", "/api/v1/audit"): _AUDIT,
     ("GET", "/api/v1/audit/fhir"): _AUDIT,
-    # The OHIF Viewer (web/viewer.py): its files are public; its document redirects to the login
-    # page without a session; its app-config is per principal (upload only for who may store).
+    # The OHIF Viewer (web/viewer.py): its files are public; its document (every client-side
+    # route) needs a session and, being a page, redirects to the login page without one; its
+    # app-config is per principal (upload only for who may store).
     ("GET", "/viewer"): _PUBLIC,
     ("GET", "/viewer/app-config.js"): RoutePolicy(None, None),
-    ("GET", "/viewer/{path:path}"): _PUBLIC,
+    ("GET", "/viewer/{route:path}"): RoutePolicy(None, None),
+    ("GET", "/viewer/{file:path}"): _PUBLIC,
     # The web UI (web/): a page audits like the DICOMweb request it stands for (a Query; a study
     # page names its study). The upload page and the live-event stream show no patient data —
     # events carry a tenant and UIDs, the pages re-query (audited) for anything they display.

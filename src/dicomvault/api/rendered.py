@@ -1,28 +1,34 @@
 """DICOMweb rendered resources and thumbnails (PS3.18 10.4.1.1.4, 10.4.1.1.5): thin routes.
 
 Mounted under both DICOMweb prefixes, like ``api/dicomweb.py``: each route's own path carries the
-prefix so the permission table and the audit see the full template. Parse → plan (index only)
-→ 304 when the client's ETag matches → render (cache, worker thread) → respond.
+prefix so the permission table and the audit see the full template. Parse → plan and admit
+(index only) → 304 when the client's ETag matches → render (cache, worker thread) → respond:
+a single image whole, a multipart response or an animated GIF streamed as it is rendered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response, StreamingResponse
 
-from dicomvault.api.deps import get_scope, get_services
+from dicomvault.api.auditing import note_owners
+from dicomvault.api.deps import ScopeDep, ServicesDep
 from dicomvault.api.media import parse_accept
 from dicomvault.bootstrap import Services
 from dicomvault.dicom.render import JPEG, RENDERED_MEDIA_TYPES
 from dicomvault.dicom.uids import is_valid_uid
-from dicomvault.errors import BadRequest, NotAcceptable
+from dicomvault.errors import BadRequest, DicomVaultError, NotAcceptable
 from dicomvault.index.scope import Scope
-from dicomvault.retrieve.rendered import RenderPlan, parse_render_options
+from dicomvault.retrieve.conditional import etag_matches
+from dicomvault.retrieve.rendered import Renderer, RenderPlan, parse_render_options
 from dicomvault.retrieve.service import parse_frame_list
 
+log = logging.getLogger("dicomvault.api.rendered")
 F = TypeVar("F", bound=Callable[..., Any])
 _ROUTES: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
 
@@ -43,8 +49,6 @@ def build_router(prefix: str, tags: list[str]) -> APIRouter:
     return router
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-ScopeDep = Annotated[Scope, Depends(get_scope)]
 StudyUID = Annotated[str, Path(description="StudyInstanceUID")]
 SeriesUID = Annotated[str, Path(description="SeriesInstanceUID")]
 SOPUID = Annotated[str, Path(description="SOPInstanceUID")]
@@ -73,21 +77,6 @@ def _uid(value: str | None, name: str) -> None:
         raise BadRequest(f"{name} is not a valid UID")
 
 
-def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """RFC 9110 13.1.2: weak comparison, a list of tags or ``*``."""
-    if not if_none_match:
-        return False
-    for candidate in if_none_match.split(","):
-        tag = candidate.strip()
-        if tag == "*":
-            return True
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag.strip('"') == etag:
-            return True
-    return False
-
-
 async def _answer(
     request: Request,
     services: Services,
@@ -112,27 +101,67 @@ async def _answer(
     renderer = services.renderer
     plan_for = renderer.plan_thumbnail if thumbnail else renderer.plan_rendered
     plan = await plan_for(scope, options, study, series, sop, numbers)
+    note_owners(request, (part.instance.owner for part in plan.parts))
     headers = {"ETag": f'"{plan.etag}"', "Cache-Control": "private", "Vary": "Accept"}
     if etag_matches(request.headers.get("if-none-match"), plan.etag):
         return Response(status_code=304, headers=headers)
-    images = await renderer.render(plan)
-    if not plan.multipart:
-        return Response(images[0], media_type=plan.media_type, headers=headers)
-    return _multipart(plan, images, headers)
+    if not plan.multipart and len(plan.parts[0].frames) == 1:
+        image = await renderer.image(plan.parts[0])
+        return Response(image, media_type=plan.media_type, headers=headers)
+    if plan.multipart:
+        boundary = f"dicomvault-{plan.etag[:40]}"
+        body = _multipart(plan, renderer, boundary)
+        content_type = f'multipart/related; type="{plan.media_type}"; boundary={boundary}'
+    else:  # an animated GIF
+        body = renderer.encoded(plan.parts[0])
+        content_type = plan.media_type
+    return await _streamed(body, {**headers, "Content-Type": content_type})
 
 
-def _multipart(plan: RenderPlan, images: Sequence[bytes], headers: dict[str, str]) -> Response:
-    """multipart/related (RFC 2387, PS3.18 8.6.1.2) with a boundary derived from the ETag, so
-    that the same ETag always names the same bytes (a strong validator, RFC 9110 8.8.1)."""
-    boundary = f"dicomvault-{plan.etag[:40]}"
-    chunks: list[bytes] = []
-    for image in images:
-        chunks.append(f"--{boundary}\r\nContent-Type: {plan.media_type}\r\n\r\n".encode())
-        chunks.append(image)
-        chunks.append(b"\r\n")
-    chunks.append(f"--{boundary}--\r\n".encode())
-    content_type = f'multipart/related; type="{plan.media_type}"; boundary={boundary}'
-    return Response(b"".join(chunks), headers={**headers, "Content-Type": content_type})
+class RenderingInterrupted(RuntimeError):
+    """A part failed after the response had begun: the status is sent, so the only honest end
+    is an incomplete body. Raised out of the response, it makes the server drop the connection
+    without the last chunk (RFC 9112 7.1), which clients report as a truncated response."""
+
+
+async def _streamed(body: AsyncGenerator[bytes, None], headers: dict[str, str]) -> Response:
+    """A streamed response whose first chunk is produced before it begins: the first image is
+    rendered here, so that its errors still answer with their own status (406, 422)."""
+    first = await anext(body)
+    return StreamingResponse(_resumed(first, body), headers=headers)
+
+
+async def _resumed(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    async with aclosing(rest):
+        yield first
+        del first
+        try:
+            async for chunk in rest:
+                yield chunk
+                del chunk  # one encoded image at a time: not kept while the next renders
+        except DicomVaultError as exc:
+            log.warning("rendered response interrupted after it started: %s", exc)
+            raise RenderingInterrupted(str(exc)) from exc
+
+
+async def _multipart(
+    plan: RenderPlan, renderer: Renderer, boundary: str
+) -> AsyncGenerator[bytes, None]:
+    """multipart/related (RFC 2387, PS3.18 8.6.1.2), each part rendered when it is sent, with a
+    boundary derived from the ETag, so that the same ETag always names the same bytes (a strong
+    validator, RFC 9110 8.8.1). A part's header goes out once its first bytes are rendered."""
+    head = f"--{boundary}\r\nContent-Type: {plan.media_type}\r\n\r\n".encode()
+    for part in plan.parts:
+        started = False
+        async with aclosing(renderer.encoded(part)) as chunks:
+            async for chunk in chunks:
+                if not started:
+                    yield head
+                    started = True
+                yield chunk
+                del chunk
+        yield b"\r\n"  # also makes the server let go of the image before the next part renders
+    yield f"--{boundary}--\r\n".encode()
 
 
 _RENDERED = (

@@ -22,6 +22,7 @@ from dicomvault.auth.principal import Action, Principal
 from dicomvault.auth.ratelimit import rate_limit_headers
 from dicomvault.auth.service import AddressNotAllowed
 from dicomvault.auth.tokens import InvalidToken
+from dicomvault.config import ForwardedHeader
 from dicomvault.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
 from dicomvault.index.scope import Scope
 
@@ -140,19 +141,30 @@ def scope_for(request: Request, principal: Principal, policy: RoutePolicy) -> Sc
 def client_address(request: Request) -> str | None:
     """The caller's address: the peer, or what a configured trusted proxy says it forwarded."""
     peer = request.client.host if request.client else None
-    trusted = get_services(request).settings.trusted_proxies
-    return resolve_client_address(peer, request.headers, trusted)
+    settings = get_services(request).settings
+    return resolve_client_address(
+        peer, request.headers, settings.trusted_proxies, settings.forwarded_header
+    )
 
 
-def resolve_client_address(peer: str | None, headers: Headers, trusted: list[str]) -> str | None:
-    """X-Forwarded-For (or RFC 7239 ``Forwarded: for=``) only when the peer is a trusted proxy.
+def resolve_client_address(
+    peer: str | None,
+    headers: Headers,
+    trusted: list[str],
+    header: ForwardedHeader,
+) -> str | None:
+    """The client named in ``header`` (X-Forwarded-For, or RFC 7239 ``Forwarded: for=``), only
+    when the peer is a trusted proxy.
 
-    The hops are read right to left and trusted proxies skipped: the first address that is not
-    one of ours is the client (anything left of it could have been written by the client).
+    Only the one header the trusted proxies write is read, never the other and never as a
+    fallback: a proxy passes through headers it does not write, so the other one holds whatever
+    the client sent. The hops are read right to left and trusted proxies skipped: the first
+    address that is not one of ours is the client (anything left of it could have been written
+    by the client).
     """
     if not (peer and trusted and _in_networks(peer, trusted)):
         return peer
-    hops = _forwarded_for(headers)
+    hops = _forwarded(headers) if header is ForwardedHeader.FORWARDED else _x_forwarded_for(headers)
     while hops and _in_networks(hops[-1], trusted):
         hops.pop()
     return hops[-1] if hops else peer
@@ -161,10 +173,13 @@ def resolve_client_address(peer: str | None, headers: Headers, trusted: list[str
 _FORWARDED_FOR = re.compile(r'(?:^|[;,\s])for="?\[?([^\]";,\s]+)', re.IGNORECASE)
 
 
-def _forwarded_for(headers: Headers) -> list[str]:
+def _x_forwarded_for(headers: Headers) -> list[str]:
     xff = ",".join(headers.getlist("x-forwarded-for"))
-    if xff.strip():
-        return [h.strip() for h in xff.split(",") if h.strip()]
+    return [h.strip() for h in xff.split(",") if h.strip()]
+
+
+def _forwarded(headers: Headers) -> list[str]:
+    """The ``for=`` parameters of RFC 7239 ``Forwarded`` (section 4), in order."""
     forwarded = ",".join(headers.getlist("forwarded"))
     hops = [_strip_port(m) for m in _FORWARDED_FOR.findall(forwarded)]
     return [h for h in hops if h]

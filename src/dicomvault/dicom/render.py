@@ -50,6 +50,7 @@ __all__ = [
     "JPEG",
     "PNG",
     "RENDERED_MEDIA_TYPES",
+    "AnimatedGif",
     "EncodedFrame",
     "ImageGeometry",
     "InvalidRenderRequest",
@@ -65,7 +66,10 @@ __all__ = [
     "encode_images",
     "fit_viewport",
     "frame_attributes",
+    "frame_duration_ms",
     "image_geometry",
+    "output_size",
+    "render_frame",
     "render_image",
 ]
 
@@ -229,6 +233,12 @@ class ImageGeometry:
     @property
     def frame_samples(self) -> int:
         return self.rows * self.columns * self.samples_per_pixel
+
+    @property
+    def display_samples(self) -> int:
+        """Samples per pixel of the rendered image: 1 for grayscale, 3 for every colour
+        interpretation (PALETTE COLOR has one stored sample but renders as RGB)."""
+        return 1 if self.photometric_interpretation.startswith("MONOCHROME") else 3
 
     @property
     def native_frame_bytes(self) -> int:
@@ -652,6 +662,27 @@ def _apply_voi_block(
 # Geometry and encoding
 
 
+def output_size(
+    columns: int, rows: int, viewport: Viewport | None, *, upscale: bool
+) -> tuple[int, int]:
+    """(width, height) of the image rendered from a ``columns`` x ``rows`` frame: what
+    :func:`fit_viewport` makes of it, computed without any pixels, so that a response can be
+    sized (and refused) before anything is decoded."""
+    if viewport is None:
+        return columns, rows
+    if viewport.has_region:
+        left, top, right, bottom = _region_box(columns, rows, viewport)
+        columns, rows = right - left, bottom - top
+    return _scaled_size(columns, rows, viewport, upscale=upscale)
+
+
+def _scaled_size(width: int, height: int, viewport: Viewport, *, upscale: bool) -> tuple[int, int]:
+    scale = min(viewport.width / width, viewport.height / height)
+    if not upscale:
+        scale = min(scale, 1.0)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def fit_viewport(image: Image.Image, viewport: Viewport | None, *, upscale: bool) -> Image.Image:
     """Crop to the source region, flip for negative extents, scale into the viewport keeping
     the aspect ratio (PS3.18 8.3.5.1.3); without a viewport the image keeps its size."""
@@ -659,30 +690,32 @@ def fit_viewport(image: Image.Image, viewport: Viewport | None, *, upscale: bool
         return image
     if viewport.has_region:
         image = _source_region(image, viewport)
-    scale = min(viewport.width / image.width, viewport.height / image.height)
-    if not upscale:
-        scale = min(scale, 1.0)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    size = _scaled_size(image.width, image.height, viewport, upscale=upscale)
     if size == image.size:
         return image
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
-def _source_region(image: Image.Image, viewport: Viewport) -> Image.Image:
+def _region_box(width: int, height: int, viewport: Viewport) -> tuple[int, int, int, int]:
+    """The source region (left, top, right, bottom) clipped to the image; 400 when empty."""
     sx = viewport.sx or 0
     sy = viewport.sy or 0
-    sw = viewport.sw if viewport.sw is not None else image.width - sx
-    sh = viewport.sh if viewport.sh is not None else image.height - sy
+    sw = viewport.sw if viewport.sw is not None else width - sx
+    sh = viewport.sh if viewport.sh is not None else height - sy
     left, right = sorted((sx, sx + sw))
     top, bottom = sorted((sy, sy + sh))
     left, top = max(left, 0), max(top, 0)
-    right, bottom = min(right, image.width), min(bottom, image.height)
+    right, bottom = min(right, width), min(bottom, height)
     if right <= left or bottom <= top:
         raise InvalidRenderRequest("the viewport's source region lies outside the image")
-    region = image.crop((left, top, right, bottom))
-    if sw < 0:
+    return left, top, right, bottom
+
+
+def _source_region(image: Image.Image, viewport: Viewport) -> Image.Image:
+    region = image.crop(_region_box(image.width, image.height, viewport))
+    if viewport.sw is not None and viewport.sw < 0:
         region = region.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if sh < 0:
+    if viewport.sh is not None and viewport.sh < 0:
         region = region.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
     return region
 
@@ -691,7 +724,7 @@ def encode_images(
     images: Sequence[Image.Image], media_type: str, *, quality: int, frame_ms: int
 ) -> bytes:
     """JPEG baseline (PS3.18 8.7.4 requires the baseline 8-bit Huffman process), PNG, or GIF
-    (animated when there are several frames)."""
+    (animated when there are several frames, written as :class:`AnimatedGif` does)."""
     out = io.BytesIO()
     first = images[0]
     if media_type == JPEG:
@@ -702,17 +735,94 @@ def encode_images(
         if len(images) == 1:
             first.save(out, format="GIF")
         else:
-            first.save(
-                out,
-                format="GIF",
-                save_all=True,
-                append_images=list(images[1:]),
-                duration=max(frame_ms, 20),
-                loop=0,
-            )
+            animation = AnimatedGif(frame_ms)
+            for image in images:
+                out.write(animation.add(image))
+            out.write(animation.end())
     else:
         raise ValueError(f"not a rendered media type: {media_type}")
     return out.getvalue()
+
+
+class AnimatedGif:
+    """A GIF89a animation written one frame at a time, so that no more than one frame is ever
+    held, decoded or encoded (Pillow's ``save_all`` keeps every frame until the end).
+
+    Each frame is encoded alone by Pillow (grayscale as is, colour through an adaptive palette)
+    and its blocks are re-framed (GIF89a, W3C/CompuServe 1990): the first frame's color table
+    becomes the Global Color Table, later frames carry theirs as a Local Color Table (section
+    21); every frame gets a Graphic Control Extension with its delay (section 23) and the
+    Netscape 2.0 application extension makes the animation loop. :meth:`add` returns the bytes
+    of each frame (the first with the file header), :meth:`end` the trailer.
+    """
+
+    def __init__(self, frame_ms: int) -> None:
+        # Delay Time in hundredths of a second; browsers slow down anything under 20 ms.
+        self._delay = int(max(frame_ms, 20) / 10)
+        self._started = False
+
+    def add(self, image: Image.Image) -> bytes:
+        still = io.BytesIO()
+        image.save(still, format="GIF")
+        table, table_bits, descriptor, interlaced, data = _still_gif_blocks(still.getvalue())
+        del still
+        control = b"!\xf9\x04\x00" + struct.pack("<H", self._delay) + b"\x00\x00"
+        if self._started:
+            flags = interlaced | (0x80 | table_bits if table else 0)
+            return control + b"," + descriptor + bytes([flags]) + table + data
+        self._started = True
+        width, height = struct.unpack("<HH", descriptor[4:8])
+        screen = struct.pack("<HHBBB", width, height, (0x80 | table_bits) if table else 0, 0, 0)
+        loop = b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+        return (
+            b"GIF89a"
+            + screen
+            + table
+            + loop
+            + control
+            + b","
+            + descriptor
+            + bytes([interlaced])
+            + data
+        )
+
+    def end(self) -> bytes:
+        """The trailer (section 27); an animation of no frames is not a GIF."""
+        if not self._started:
+            raise ValueError("an animated GIF needs at least one frame")
+        return b";"
+
+
+def _still_gif_blocks(gif: bytes) -> tuple[bytes, int, bytes, int, bytes]:
+    """(color table, its size field, image position and size, interlace flag, table-based
+    image data) of a one-frame GIF as Pillow writes it (GIF89a sections 18-22)."""
+    flags = gif[10]
+    table, bits = b"", 0
+    position = 13
+    if flags & 0x80:  # Global Color Table
+        bits = flags & 0x07
+        table = gif[position : position + (3 << (bits + 1))]
+        position += len(table)
+    while gif[position] == 0x21:  # extensions before the image: skipped
+        position += 2
+        while gif[position]:
+            position += gif[position] + 1
+        position += 1
+    if gif[position] != 0x2C:
+        raise ValueError("no image descriptor in the encoded GIF frame")
+    descriptor = gif[position + 1 : position + 9]
+    image_flags = gif[position + 9]
+    position += 10
+    if image_flags & 0x80:  # Local Color Table
+        bits = image_flags & 0x07
+        table = gif[position : position + (3 << (bits + 1))]
+        position += len(table)
+    start = position
+    position += 1  # LZW minimum code size
+    while gif[position]:  # data sub-blocks up to the block terminator
+        position += gif[position] + 1
+    position += 1
+    return table, bits, descriptor, image_flags & 0x40, gif[start:position]
 
 
 def frame_duration_ms(header: Dataset) -> int:
@@ -729,6 +839,34 @@ def frame_duration_ms(header: Dataset) -> int:
     return _DEFAULT_FRAME_MS
 
 
+def render_frame(
+    header: Dataset,
+    transfer_syntax: str,
+    frame: EncodedFrame,
+    options: RenderOptions,
+    geometry: ImageGeometry,
+) -> Image.Image:
+    """One frame through the pipeline, up to the image to encode (8-bit "L" or "RGB").
+
+    ``geometry`` is the header's, already checked with :func:`check_bounds`; a compressed frame
+    is checked with :func:`check_codestream` before it is decoded. The decoded arrays live only
+    in this call: what comes out is the (viewport-sized) image.
+    """
+    if UID(transfer_syntax).is_encapsulated:
+        check_codestream(transfer_syntax, frame.data, geometry)
+    pixels, photometric = decode_frame(header, transfer_syntax, frame)
+    view = frame_attributes(header, frame.number)
+    try:
+        values = display_values(pixels, photometric, view, options.window)
+    except DicomProblem:
+        raise
+    except Exception as exc:  # LUTs and palettes of untrusted files
+        raise UnrenderableImage(f"the pixels cannot be rendered: {type(exc).__name__}") from None
+    del pixels
+    image = Image.fromarray(values)  # uint8: "L" for (rows, columns), "RGB" with 3 samples
+    return fit_viewport(image, options.viewport, upscale=options.upscale)
+
+
 def render_image(
     header: Dataset,
     transfer_syntax: str,
@@ -737,29 +875,24 @@ def render_image(
     *,
     max_frame_samples: int,
 ) -> bytes:
-    """The whole pipeline for one output image (several frames only for an animated GIF).
+    """The whole pipeline for one output image (several frames only for an animated GIF,
+    encoded frame by frame: one decoded frame at a time).
 
     ``header`` must already have passed :func:`check_bounds`; each compressed frame is checked
     with :func:`check_codestream` before it is decoded.
     """
     geometry = image_geometry(header)
     check_bounds(geometry, native_value_length=None, max_frame_samples=max_frame_samples)
-    images = []
-    for frame in frames:
-        if UID(transfer_syntax).is_encapsulated:
-            check_codestream(transfer_syntax, frame.data, geometry)
-        pixels, photometric = decode_frame(header, transfer_syntax, frame)
-        view = frame_attributes(header, frame.number)
-        try:
-            values = display_values(pixels, photometric, view, options.window)
-        except DicomProblem:
-            raise
-        except Exception as exc:  # LUTs and palettes of untrusted files
-            raise UnrenderableImage(
-                f"the pixels cannot be rendered: {type(exc).__name__}"
-            ) from None
-        image = Image.fromarray(values)  # uint8: "L" for (rows, columns), "RGB" with 3 samples
-        images.append(fit_viewport(image, options.viewport, upscale=options.upscale))
+    if options.media_type == GIF and len(frames) > 1:
+        animation = AnimatedGif(frame_duration_ms(header))
+        out = io.BytesIO()
+        for frame in frames:
+            out.write(
+                animation.add(render_frame(header, transfer_syntax, frame, options, geometry))
+            )
+        out.write(animation.end())
+        return out.getvalue()
+    image = render_frame(header, transfer_syntax, frames[0], options, geometry)
     return encode_images(
-        images, options.media_type, quality=options.quality, frame_ms=frame_duration_ms(header)
+        [image], options.media_type, quality=options.quality, frame_ms=frame_duration_ms(header)
     )

@@ -6,7 +6,7 @@ QIDO's searches live in ``index/search.py``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -70,6 +70,14 @@ class StoredInstance:
     blob_key: str
     number_of_frames: int | None
     pixel_json: bytes | None
+    # Whose data it is, for the audit record of the request that reads it (PS3.15 A.5.3):
+    # read by the same lookup, so that auditing a retrieve costs no second query.
+    tenant: str = ""
+    patient_id: str | None = field(default=None, repr=False)  # PHI: kept out of reprs
+
+    @property
+    def owner(self) -> StudyOwner:
+        return StudyOwner(self.tenant, self.study_uid, self.patient_id)
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,18 @@ class StudyOwner:
 
     tenant: str
     study_uid: str
-    patient_id: str | None
+    patient_id: str | None = field(repr=False)  # PHI: kept out of reprs
+
+
+@dataclass(frozen=True)
+class MetadataDocument:
+    """One instance's stored DICOM JSON (WADO-RS /metadata) and whose data it is."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    document: bytes
+    owner: StudyOwner
 
 
 def _upsert(dialect: str, model: Any, values: dict[str, Any], keys: list[str]) -> Any:
@@ -176,6 +195,8 @@ class IndexRepository:
                 Instance.blob_key,
                 Instance.number_of_frames,
                 Instance.pixel_json,
+                Study.tenant,
+                Study.patient_id,
             )
             .join(Series, Instance.series_pk == Series.pk)
             .join(Study, Instance.study_pk == Study.pk)
@@ -195,10 +216,17 @@ class IndexRepository:
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
-    ) -> list[tuple[str, str, str, bytes]]:
-        """(study, series, sop, metadata_json) for WADO-RS /metadata, without blob reads."""
+    ) -> list[MetadataDocument]:
+        """The stored DICOM JSON for WADO-RS /metadata, without blob reads."""
         query = (
-            select(Study.study_uid, Series.series_uid, Instance.sop_uid, Instance.metadata_json)
+            select(
+                Study.study_uid,
+                Series.series_uid,
+                Instance.sop_uid,
+                Instance.metadata_json,
+                Study.tenant,
+                Study.patient_id,
+            )
             .join(Series, Instance.series_pk == Series.pk)
             .join(Study, Instance.study_pk == Study.pk)
             .where(Study.tenant.in_(scope.tenants), Study.study_uid == study_uid)
@@ -209,7 +237,10 @@ class IndexRepository:
         if sop_uid is not None:
             query = query.where(Instance.sop_uid == sop_uid)
         rows = await self._db.run_read(lambda session: session.execute(query).all())
-        return [(a, b, c, bytes(d)) for a, b, c, d in rows]
+        return [
+            MetadataDocument(study, series, sop, bytes(doc), StudyOwner(tenant, study, patient))
+            for study, series, sop, doc, tenant, patient in rows
+        ]
 
     # -- delete --------------------------------------------------------------------------------
     async def delete(

@@ -5,22 +5,50 @@ full it is dropped — its queue is emptied and it is told so — instead of slo
 growing without bound. A dropped subscriber has missed events; the SSE endpoint then ends the
 stream and the browser reconnects and re-queries, which is the resynchronisation.
 
-Positions make reconnects cheap. Each process numbers the events it delivers (any tenant) and
-names its numbering with a random epoch, renewed whenever events may have been lost (a Redis
-reconnect). A client that reconnects with the position it last saw (SSE ``Last-Event-ID``) and
-finds the same position has missed nothing and need not re-query; any other answer — another
-replica, a restart, events meanwhile — means "re-query". Never wrong, at worst one extra query.
+Positions make reconnects cheap, and they are per tenant, because tenants must not learn of each
+other's activity (DESIGN.md, security model). Every tenant has its own numbering: an *epoch* (a
+random name, renewed whenever that tenant's events may have been lost) and a *sequence number*
+counting its events. A subscriber's position is a digest of the epochs and sequence numbers of
+its own tenants and of nothing else — opaque to the client, and unmoved by any other tenant's
+events. A client that reconnects with the position it last saw (SSE ``Last-Event-ID``) and finds
+the same position has missed nothing and need not re-query; any other answer means "re-query".
+Never wrong, at worst one extra query.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterable
+import hashlib
+import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from dicomvault.live.events import InstanceEvent
+
+# A tenant's place in its numbering: (epoch, sequence number of its last event).
+Mark = tuple[str, int]
+# What a client is told when the bus cannot say where it is (Redis unreachable): it matches no
+# position, so whoever comes back with it re-queries.
+UNKNOWN_POSITION = ""
+
+
+def new_epoch() -> str:
+    """A fresh epoch name: a numbering no earlier position can belong to."""
+    return secrets.token_hex(8)
+
+
+def position_of(marks: Mapping[str, Mark], tenants: Iterable[str]) -> str:
+    """The opaque position of a subscriber of ``tenants``: a digest of those tenants' marks only.
+
+    A tenant without a mark is at sequence 0 of no epoch. The tenant names go into the digest
+    too, so a principal given another tenant meanwhile does not find its old position again.
+    """
+    digest = hashlib.sha256()
+    for tenant in sorted(set(tenants)):
+        epoch, sequence = marks.get(tenant, ("", 0))
+        digest.update(f"{tenant} {epoch} {sequence}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 class SubscriptionDropped(Exception):
@@ -28,8 +56,17 @@ class SubscriptionDropped(Exception):
 
 
 @dataclass(frozen=True)
+class Sequenced:
+    """An event and its place in its tenant's numbering."""
+
+    event: InstanceEvent
+    epoch: str
+    sequence: int
+
+
+@dataclass(frozen=True)
 class Delivery:
-    """An event and the position of the bus right after it (``epoch-sequence``)."""
+    """An event and the subscriber's position right after it."""
 
     position: str
     event: InstanceEvent
@@ -43,16 +80,19 @@ _DROPPED = _Dropped()
 
 
 class Subscription:
-    """Events of some tenants, in publication order; a context manager that unsubscribes."""
+    """Events of some tenants, in publication order; a context manager that unsubscribes.
 
-    def __init__(
-        self, fanout: LocalFanout, tenants: frozenset[str], queue_size: int, position: str
-    ) -> None:
+    It places each event it hands out in its tenants' numbering, starting from the marks it was
+    started at (``EventBus.ready``). An event of another epoch than the one it knows for that
+    tenant, or one that skips a sequence number, means events were lost: the subscription is
+    dropped, and its client resynchronises.
+    """
+
+    def __init__(self, fanout: LocalFanout, tenants: frozenset[str], queue_size: int) -> None:
         self.tenants = tenants
-        # The bus position when the subscription began: every later event is delivered.
-        self.position = position
         self._fanout = fanout
-        self._queue: asyncio.Queue[Delivery | _Dropped] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[Sequenced | _Dropped] = asyncio.Queue(queue_size)
+        self._marks: dict[str, Mark] | None = None
         self.dropped = False
 
     def __enter__(self) -> Subscription:
@@ -64,10 +104,27 @@ class Subscription:
     def close(self) -> None:
         self._fanout.remove(self)
 
+    def start(self, marks: Mapping[str, Mark]) -> None:
+        """Begin at ``marks`` (the bus's marks of this subscription's tenants, read after the
+        subscription began receiving): every later event is delivered and counted from here."""
+        self._marks = {tenant: marks[tenant] for tenant in self.tenants if tenant in marks}
+
+    @property
+    def started(self) -> bool:
+        return self._marks is not None
+
+    @property
+    def position(self) -> str:
+        """This subscriber's position: where its tenants were after the last event handed out."""
+        if self._marks is None:
+            return UNKNOWN_POSITION
+        return position_of(self._marks, self.tenants)
+
     async def next_event(self, within: float) -> Delivery | None:
         """The next delivery, or ``None`` after ``within`` seconds without one.
 
-        Raises :class:`SubscriptionDropped` once the subscription was dropped.
+        Raises :class:`SubscriptionDropped` once the subscription was dropped, or when an event
+        cannot be placed after the last one (lost events, or a subscription never started).
         """
         try:
             item = await asyncio.wait_for(self._queue.get(), within)
@@ -76,14 +133,30 @@ class Subscription:
         if isinstance(item, _Dropped):
             self._queue.put_nowait(item)  # later calls say the same
             raise SubscriptionDropped("the subscription was dropped")
-        return item
+        if not self._advance(item):
+            self.close()
+            self.drop()
+            raise SubscriptionDropped("events were lost")
+        return Delivery(self.position, item.event)
 
-    def offer(self, delivery: Delivery) -> bool:
-        """Queue ``delivery`` without waiting; False (and dropped) when the queue is full."""
+    def _advance(self, item: Sequenced) -> bool:
+        """Count ``item`` in its tenant's mark; False when it does not follow from the mark."""
+        if self._marks is None:
+            return False
+        tenant = item.event.tenant
+        epoch, sequence = self._marks.get(tenant, ("", 0))
+        if item.epoch != epoch or item.sequence > sequence + 1:
+            return False
+        # An older number is an event from just before the start: delivered, already counted.
+        self._marks[tenant] = (epoch, max(sequence, item.sequence))
+        return True
+
+    def offer(self, item: Sequenced) -> bool:
+        """Queue ``item`` without waiting; False (and dropped) when the queue is full."""
         if self.dropped:
             return False
         try:
-            self._queue.put_nowait(delivery)
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self.drop()
             return False
@@ -104,15 +177,9 @@ class LocalFanout:
             raise ValueError("queue_size must be at least 1")
         self.queue_size = queue_size
         self._subscribers: set[Subscription] = set()
-        self._epoch = uuid.uuid4().hex[:12]
-        self._sequence = 0
-
-    @property
-    def position(self) -> str:
-        return f"{self._epoch}-{self._sequence}"
 
     def subscribe(self, tenants: Iterable[str]) -> Subscription:
-        subscription = Subscription(self, frozenset(tenants), self.queue_size, self.position)
+        subscription = Subscription(self, frozenset(tenants), self.queue_size)
         self._subscribers.add(subscription)
         return subscription
 
@@ -123,20 +190,24 @@ class LocalFanout:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def deliver(self, event: InstanceEvent) -> None:
-        self._sequence += 1
-        delivery = Delivery(self.position, event)
+    def deliver(self, item: Sequenced) -> None:
+        tenant = item.event.tenant
         for subscription in list(self._subscribers):
-            if event.tenant in subscription.tenants and not subscription.offer(delivery):
+            if tenant in subscription.tenants and not subscription.offer(item):
+                self._subscribers.discard(subscription)
+
+    def drop_tenant(self, tenant: str) -> None:
+        """End the subscriptions that include ``tenant``: its events may have been lost."""
+        for subscription in list(self._subscribers):
+            if tenant in subscription.tenants:
+                subscription.drop()
                 self._subscribers.discard(subscription)
 
     def drop_all(self) -> None:
-        """End every subscription and start a new epoch: what was missed is unknown."""
+        """End every subscription: what was missed is unknown."""
         for subscription in list(self._subscribers):
             subscription.drop()
         self._subscribers.clear()
-        self._epoch = uuid.uuid4().hex[:12]
-        self._sequence = 0
 
 
 class EventBus(Protocol):
@@ -151,14 +222,15 @@ class EventBus(Protocol):
 
     def subscribe(self, tenants: Iterable[str]) -> Subscription: ...
 
-    async def wait_ready(self, within: float) -> bool:
-        """True once subscriptions made so far receive every later event (Redis: the pattern
-        subscription is active); False if that did not happen ``within`` seconds."""
+    async def ready(self, subscription: Subscription, within: float) -> bool:
+        """Start ``subscription``: True once it receives every later event and knows its
+        position (Redis: the pattern subscription is active and its tenants' marks were read);
+        False if that did not happen ``within`` seconds. Read events only after True."""
         ...
 
-    @property
-    def position(self) -> str:
-        """This process's position now (see the module docstring)."""
+    async def position(self, tenants: Iterable[str]) -> str:
+        """The position of a subscriber of ``tenants`` now (see the module docstring), or
+        :data:`UNKNOWN_POSITION` when the bus cannot tell."""
         ...
 
     async def close(self) -> None: ...

@@ -7,15 +7,14 @@ travel: UIDs may appear in logs and streams, patient data may not (DESIGN.md, se
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+from dicomvault.config import is_valid_tenant_name
+from dicomvault.dicom.uids import is_valid_uid
 
 
 class InvalidEvent(ValueError):
@@ -63,9 +62,8 @@ class InstanceEvent:
             uids = (data["StudyInstanceUID"], data["SeriesInstanceUID"], data["SOPInstanceUID"])
         except (KeyError, ValueError, TypeError) as exc:
             raise InvalidEvent("missing or unknown member") from exc
-        if not isinstance(tenant, str) or not _TENANT.match(tenant):
+        if not is_valid_tenant_name(tenant):
             raise InvalidEvent("tenant")
-        for uid in uids:
-            if not isinstance(uid, str) or len(uid) > 64 or not _UID.match(uid):
-                raise InvalidEvent("uid")
+        if not all(isinstance(uid, str) and is_valid_uid(uid) for uid in uids):
+            raise InvalidEvent("uid")
         return cls(kind, tenant, *uids)

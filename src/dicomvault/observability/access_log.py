@@ -25,6 +25,8 @@ REDACTED = "<redacted>"
 _NUMERIC = re.compile(r"^[0-9][0-9.,]{0,127}$")
 # Bulk-data paths address elements by tag: eight hex digits, optionally an item index.
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
+# config.TENANT_NAME_PATTERN, which this module may not import: config and observability are
+# independent parts of the bottom layer (import-linter contract in pyproject.toml).
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -80,7 +82,7 @@ class AccessLogMiddleware:
                 or segment in words
                 or _NUMERIC.match(segment) is not None
                 or _TAG.match(segment) is not None
-                or (segment == tenant and _TENANT.match(segment) is not None)
+                or (segment == tenant and _TENANT.fullmatch(segment) is not None)
             )
             kept.append(segment if harmless else REDACTED)
         return "/".join(kept)

@@ -2,7 +2,8 @@
 
 Keys are strong ETags: a hash of the blob's SHA-256, the frames and every normalized rendering
 parameter (``retrieve/rendered.py``), so an entry can never be stale: a changed instance is a
-new blob with a new hash, and the old entry simply ages out. Values are the encoded image bytes.
+new blob with a new hash, and the old entry simply ages out. Values are the encoded image bytes
+of one image: a multipart response is cached part by part, never as a whole.
 
 Two implementations of one protocol, chosen in ``bootstrap.py``: an in-process LRU bounded by
 bytes (the embedded default), and Redis shared by every API replica. A cache is an optimisation:
@@ -24,6 +25,12 @@ KEY_PREFIX = "dicomvault:rendered:"
 
 
 class RenderCache(Protocol):
+    @property
+    def max_value_bytes(self) -> int:
+        """The largest value :meth:`put` keeps: a streamed image (an animated GIF) is collected
+        for the cache only up to this size, and not at all past it."""
+        ...
+
     async def get(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or ``None``."""
         ...
@@ -52,6 +59,10 @@ class MemoryRenderCache:
         """Bytes held now."""
         return self._size
 
+    @property
+    def max_value_bytes(self) -> int:
+        return self._max_bytes // 8
+
     async def get(self, key: str) -> bytes | None:
         value = self._entries.get(key)
         if value is not None:
@@ -59,7 +70,7 @@ class MemoryRenderCache:
         return value
 
     async def put(self, key: str, value: bytes) -> None:
-        if len(value) > self._max_bytes // 8:
+        if len(value) > self.max_value_bytes:
             return
         old = self._entries.pop(key, None)
         if old is not None:
@@ -89,6 +100,10 @@ class RedisRenderCache:
     def from_url(cls, url: str, ttl_seconds: int, max_value_bytes: int) -> RedisRenderCache:
         client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         return cls(client, ttl_seconds, max_value_bytes)
+
+    @property
+    def max_value_bytes(self) -> int:
+        return self._max_value
 
     async def get(self, key: str) -> bytes | None:
         try:

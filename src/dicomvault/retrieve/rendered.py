@@ -2,11 +2,15 @@
 
 A request is first *planned* from the index alone (scoped lookup, no blob read): which instance
 and frames make each image of the response, and its strong ETag, a hash of the blobs' SHA-256,
-the frames and every normalized parameter. A client's ``If-None-Match`` is answered from the
-plan; otherwise each image comes from the cache or is rendered: the header is read by one range
+the frames and every normalized parameter. The plan is *admitted* from the index too: at most
+``max_frames`` frames and ``max_response_samples`` rendered samples in all, every part's Image
+Pixel attributes acceptable. A client's ``If-None-Match`` is answered from the plan; otherwise
+each image comes from the cache or is rendered when it is sent: the header is read by one range
 read, checked against the caps, then only the frames needed are read (a byte range for native
 data, the frame's fragments for encapsulated data) and decoded, windowed and encoded by
-``dicom/render.py`` in a worker thread.
+``dicom/render.py`` in a worker thread. Multipart responses are streamed part by part and
+animated GIFs frame by frame, so a response of any size holds one decoded frame and one
+encoded image (or GIF frame) at a time; the cache holds single images, one entry per part.
 
 What is rendered where (conformance, see docs/dicomweb.md):
 
@@ -25,13 +29,15 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 import anyio.to_thread
+import orjson
 import PIL
 import pydicom
 from pydicom import dcmread
@@ -45,7 +51,9 @@ from dicomvault.dicom.render import (
     MAX_OUTPUT_SIDE,
     RENDERED_MEDIA_TYPES,
     VOI_FUNCTIONS,
+    AnimatedGif,
     EncodedFrame,
+    ImageGeometry,
     InvalidRenderRequest,
     RenderOptions,
     UnrenderableImage,
@@ -53,7 +61,10 @@ from dicomvault.dicom.render import (
     Viewport,
     Window,
     check_bounds,
+    frame_duration_ms,
     image_geometry,
+    output_size,
+    render_frame,
     render_image,
 )
 from dicomvault.errors import BadRequest, NotAcceptable, NotFound
@@ -67,19 +78,26 @@ from dicomvault.retrieve.service import (
     pixel_info,
 )
 
-# Part of every ETag: a new renderer or decoder may render the same pixels differently.
-RENDER_VERSION = f"1;pydicom {pydicom.__version__};pillow {PIL.__version__}"
+# Part of every ETag: a new renderer or decoder may render the same pixels differently
+# (2: animated GIFs written frame by frame).
+RENDER_VERSION = f"2;pydicom {pydicom.__version__};pillow {PIL.__version__}"
 THUMBNAIL_VIEWPORT = Viewport(128, 128)
 _MAX_HEADER_BYTES = 64 * 1024 * 1024
 _EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
+# Stored frames of an animation read from the blob at a time (several small frames per read).
+_READ_BATCH_BYTES = 8 * 1024 * 1024
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 @dataclass(frozen=True)
 class RenderLimits:
-    """From the settings: samples per decoded frame, frames per response, renders at once."""
+    """From the settings: samples per decoded frame, frames per response, rendered samples per
+    response (frames x output pixels x samples per pixel), renders at once."""
 
     max_frame_samples: int
     max_frames: int
+    max_response_samples: int
     concurrency: int
 
 
@@ -258,6 +276,61 @@ def representative(instances: Sequence[StoredInstance]) -> StoredInstance:
 
 
 # --------------------------------------------------------------------------------------------
+# Admission: what a response may cost, from the index alone
+
+# Image Pixel Module attributes (PS3.3 C.7.6.3) in the stored DICOM JSON (PS3.18 F.2).
+_GEOMETRY_TAGS = (
+    ("00280010", "Rows"),
+    ("00280011", "Columns"),
+    ("00280002", "SamplesPerPixel"),
+    ("00280004", "PhotometricInterpretation"),
+    ("00280100", "BitsAllocated"),
+    ("00280101", "BitsStored"),
+    ("00280103", "PixelRepresentation"),
+    ("00280008", "NumberOfFrames"),
+)
+_SOP_INSTANCE_UID = "00080018"
+
+
+def _indexed_header(document: dict[str, Any]) -> Dataset:
+    """The Image Pixel attributes of an instance's stored DICOM JSON as a header for
+    :func:`image_geometry`: ingest read them from the same immutable blob that rendering reads
+    (the blob's hash is in every ETag), so they are the header's own values."""
+    header = Dataset()
+    for tag, keyword in _GEOMETRY_TAGS:
+        element = document.get(tag)
+        values = element.get("Value") if isinstance(element, dict) else None
+        if isinstance(values, list) and values and isinstance(values[0], int | float | str):
+            try:
+                setattr(header, keyword, values[0])
+            except (TypeError, ValueError, OverflowError):
+                raise UnrenderableImage(f"{keyword} is not a usable value") from None
+    return header
+
+
+def _most_samples(options: RenderOptions, max_frame_samples: int) -> int:
+    """An upper bound of the samples one rendered frame can have, without its header: the
+    viewport's pixels, else a whole frame, three samples each (a palette renders as RGB)."""
+    if options.viewport is not None:
+        return options.viewport.width * options.viewport.height * 3
+    return 3 * max_frame_samples
+
+
+@contextmanager
+def _request_errors() -> Iterator[None]:
+    """``dicom/render.py``'s problems as the errors the HTTP edge answers: 406 for what is not
+    an image, 400 for parameters that cannot apply to it, 422 for everything else."""
+    try:
+        yield
+    except UnsupportedImage as exc:
+        raise NotAcceptable(exc.message) from exc
+    except InvalidRenderRequest as exc:
+        raise BadRequest(exc.message) from exc
+    except DicomProblem as exc:
+        raise UnprocessableInstance(exc.message) from exc
+
+
+# --------------------------------------------------------------------------------------------
 # The service
 
 
@@ -271,8 +344,22 @@ class _Source:
     native_value_length: int | None
 
 
+@dataclass(frozen=True)
+class _FrameStream:
+    """What an animation needs: the header, and its encoded frames read one batch at a time."""
+
+    header: Dataset | bytes
+    frames: AsyncGenerator[EncodedFrame, None]
+    native_value_length: int | None
+
+
 class Renderer:
-    """Plans and renders PS3.18 rendered and thumbnail resources, through the cache."""
+    """Plans and renders PS3.18 rendered and thumbnail resources, through the cache.
+
+    Memory per response is bounded whatever its size: a multipart response is rendered part by
+    part as it is sent (:meth:`encoded` for each part), an animated GIF frame by frame, so at
+    most one decoded frame and one encoded image (or GIF frame) are held at a time.
+    """
 
     def __init__(self, retriever: Retriever, cache: RenderCache, limits: RenderLimits) -> None:
         self._retriever = retriever
@@ -305,14 +392,16 @@ class Renderer:
             if not images:
                 raise NotAcceptable("nothing here can be rendered as an image")
             parts = tuple(self._instance_part(i, options) for i in images)
-            return self._checked(RenderPlan(parts, True, options.media_type))
-        instance = instances[0]
-        if frames is None:
-            part = self._instance_part(instance, options)
-            return self._checked(RenderPlan((part,), False, options.media_type))
-        _check_frames(instance, frames)
-        parts = tuple(Part(instance, (n,), options) for n in frames)
-        return self._checked(RenderPlan(parts, len(parts) > 1, options.media_type))
+            plan = RenderPlan(parts, True, options.media_type)
+        elif frames is None:
+            part = self._instance_part(instances[0], options)
+            plan = RenderPlan((part,), False, options.media_type)
+        else:
+            _check_frames(instances[0], frames)
+            parts = tuple(Part(instances[0], (n,), options) for n in frames)
+            plan = RenderPlan(parts, len(parts) > 1, options.media_type)
+        await self._admit(plan, scope, study, series, sop)
+        return plan
 
     async def plan_thumbnail(
         self,
@@ -330,7 +419,9 @@ class Renderer:
             number = frames[0]
         else:
             number = (_frame_count(instance) + 1) // 2
-        return RenderPlan((Part(instance, (number,), options),), False, options.media_type)
+        plan = RenderPlan((Part(instance, (number,), options),), False, options.media_type)
+        await self._admit(plan, scope, study, instance.series_uid, instance.sop_uid)
+        return plan
 
     def _instance_part(self, instance: StoredInstance, options: RenderOptions) -> Part:
         count = _frame_count(instance)
@@ -338,47 +429,151 @@ class Renderer:
             return Part(instance, tuple(range(1, count + 1)), options)
         return Part(instance, (1,), options)
 
-    def _checked(self, plan: RenderPlan) -> RenderPlan:
-        total = sum(len(part.frames) for part in plan.parts)
-        if total > self._limits.max_frames:
+    async def _admit(
+        self,
+        plan: RenderPlan,
+        scope: Scope,
+        study: str,
+        series: str | None,
+        sop: str | None,
+    ) -> None:
+        """Refuse, with 422 and before any blob is read, a response that would render more
+        than ``max_frames`` frames or more than ``max_response_samples`` samples in all
+        (frames x output width x height x samples per pixel).
+
+        A single frame is sized from its parameters alone when that bound fits; anything more
+        is sized exactly from the index's Image Pixel attributes, which also refuses, before
+        the first byte of a streamed response, every part whose header the worker would refuse
+        (not an image: 406; a frame over ``max_frame_samples``, pixels shorter than the header
+        says: 422).
+        """
+        frames = sum(len(part.frames) for part in plan.parts)
+        if frames > self._limits.max_frames:
             raise UnprocessableInstance(
-                f"the response would render {total} frames, more than this server renders "
+                f"the response would render {frames} frames, more than this server renders "
                 f"in one response ({self._limits.max_frames}); ask for fewer"
             )
-        return plan
+        budget = self._limits.max_response_samples
+        bound = _most_samples(plan.parts[0].options, self._limits.max_frame_samples)
+        if frames == 1 and bound <= budget:
+            return
+        documents = await self._pixel_documents(scope, study, series, sop)
+        total = 0
+        for part in plan.parts:
+            document = documents.get(part.instance.sop_uid)
+            if document is None:  # deleted since the instances were looked up
+                raise NotFound("no such study, series or instance")
+            total += len(part.frames) * self._frame_samples(part, document)
+        if total > budget:
+            raise UnprocessableInstance(
+                f"the response would hold {total} rendered samples (frames x pixels x samples "
+                f"per pixel), more than this server renders in one response ({budget}); ask "
+                "for fewer frames or instances, or a smaller viewport"
+            )
 
-    async def render(self, plan: RenderPlan) -> list[bytes]:
-        """The encoded images of ``plan``, in order (cached or rendered now)."""
-        return [await self._part(part) for part in plan.parts]
+    async def _pixel_documents(
+        self, scope: Scope, study: str, series: str | None, sop: str | None
+    ) -> dict[str, dict[str, Any]]:
+        """The stored DICOM JSON of the instances, by SOP Instance UID (no blob read)."""
+        found = await self._retriever.metadata(scope, "", study, series, sop)
+        documents: list[dict[str, Any]] = orjson.loads(found.body)
+        by_uid: dict[str, dict[str, Any]] = {}
+        for document in documents:
+            values = document.get(_SOP_INSTANCE_UID, {}).get("Value") or [None]
+            if isinstance(values[0], str):
+                by_uid[values[0]] = document
+        return by_uid
 
-    async def _part(self, part: Part) -> bytes:
+    def _frame_samples(self, part: Part, document: dict[str, Any]) -> int:
+        """Samples of one rendered frame of ``part``, after the header checks of the worker."""
+        with _request_errors():
+            geometry = image_geometry(_indexed_header(document))
+            pixel = pixel_info(part.instance)
+            native_length = (
+                None if pixel is None or pixel["encapsulated"] else pixel.get("value_length")
+            )
+            check_bounds(
+                geometry,
+                native_value_length=native_length,
+                max_frame_samples=self._limits.max_frame_samples,
+            )
+            width, height = output_size(
+                geometry.columns, geometry.rows, part.options.viewport, upscale=part.options.upscale
+            )
+        return width * height * geometry.display_samples
+
+    # -- rendering ------------------------------------------------------------------------------
+    async def image(self, part: Part) -> bytes:
+        """One image of a single frame, whole: from the cache, or rendered now and cached."""
         key = part.key
         cached = await self._cache.get(key)
         if cached is not None:
             return cached
-        try:
+        with _request_errors():
             source = await self._source(part.instance, part.frames)
-            image = await anyio.to_thread.run_sync(
-                self._render_sync, source, part, limiter=self._limiter
-            )
-        except UnsupportedImage as exc:
-            raise NotAcceptable(exc.message) from exc
-        except InvalidRenderRequest as exc:
-            raise BadRequest(exc.message) from exc
-        except DicomProblem as exc:
-            raise UnprocessableInstance(exc.message) from exc
+        image = await self._in_worker(self._render_sync, source, part)
         await self._cache.put(key, image)
         return image
 
+    async def encoded(self, part: Part) -> AsyncGenerator[bytes, None]:
+        """The bytes of one image in chunks: a single frame in one chunk; an animated GIF frame
+        by frame as each is rendered (the first chunk is the header with the first frame)."""
+        if len(part.frames) == 1:
+            yield await self.image(part)
+            return
+        async with aclosing(self._animation(part)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+                del chunk
+
+    async def _animation(self, part: Part) -> AsyncGenerator[bytes, None]:
+        """An animated GIF from the cache, or rendered frame by frame; it is collected for the
+        cache only while it stays within the cache's largest value, and only a complete one
+        is cached (a client that goes away leaves nothing)."""
+        key = part.key
+        cached = await self._cache.get(key)
+        if cached is not None:
+            yield cached
+            return
+        kept: list[bytes] | None = []
+        size = 0
+        async with aclosing(self._animation_frames(part)) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                if kept is not None:
+                    kept = kept if size <= self._cache.max_value_bytes else None
+                if kept is not None:
+                    kept.append(chunk)
+                yield chunk
+                del chunk
+        if kept is not None:
+            await self._cache.put(key, b"".join(kept))
+
+    async def _animation_frames(self, part: Part) -> AsyncGenerator[bytes, None]:
+        with _request_errors():
+            stream = await self._frame_stream(part.instance, part.frames)
+        async with aclosing(stream.frames) as frames:
+            header, geometry = await self._in_worker(
+                _checked_header,
+                stream.header,
+                stream.native_value_length,
+                self._limits.max_frame_samples,
+            )
+            animation = AnimatedGif(frame_duration_ms(header))
+            async for frame in frames:
+                yield await self._in_worker(_gif_frame, animation, header, geometry, part, frame)
+                del frame
+        yield animation.end()
+
+    async def _in_worker(self, function: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:
+        """``function`` in a worker thread, at most ``concurrency`` at once in this process."""
+        with _request_errors():
+            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+
     def _render_sync(self, source: _Source, part: Part) -> bytes:
         """In the worker thread: parse the header, refuse what is too large, render."""
-        header = source.header
-        if not isinstance(header, Dataset):
-            header = _parse_header(header)
-        check_bounds(
-            image_geometry(header),
-            native_value_length=source.native_value_length,
-            max_frame_samples=self._limits.max_frame_samples,
+        header, _geometry = _checked_header(
+            source.header, source.native_value_length, self._limits.max_frame_samples
         )
         return render_image(
             header,
@@ -395,14 +590,10 @@ class Renderer:
         the whole file only when frame boundaries are unknown or the file is deflated."""
         pixel = pixel_info(instance)
         if pixel is None:
-            if instance.transfer_syntax_uid != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-                raise UnsupportedImage("the instance has no Pixel Data to render")
-            header, data = await self._retriever.deflated_frames(instance, numbers)
+            header, data = await self._deflated(instance, numbers)
             frames = [EncodedFrame(d, n) for n, d in zip(numbers, data, strict=True)]
             return _Source(header, frames, None)
-        offset = int(pixel["value_offset"])
-        if offset > _MAX_HEADER_BYTES:
-            raise UnprocessableInstance("the header before Pixel Data is too large to render")
+        offset = _header_length(pixel)
         encapsulated = bool(pixel["encapsulated"])
         native_length = None if encapsulated else pixel.get("value_length")
         if encapsulated and not pixel.get("fragments_by_frame"):
@@ -424,16 +615,68 @@ class Renderer:
                 frames = [EncodedFrame(f.data, f.number) for f in stored]
         return _Source(head, frames, native_length)
 
+    async def _frame_stream(self, instance: StoredInstance, numbers: Sequence[int]) -> _FrameStream:
+        """Like :meth:`_source`, for the frames of an animation (``numbers`` ascending): the
+        header now, the frames one at a time as they are rendered, read by byte ranges in
+        batches of at most ``_READ_BATCH_BYTES``, or walked in order through a local copy when
+        their boundaries are unknown. A deflated file is inflated once, so its frames are held
+        together (bounded by ``max_inflated_bytes``); bit-packed frames share one small value."""
+        pixel = pixel_info(instance)
+        if pixel is None:
+            header, data = await self._deflated(instance, numbers)
+            frames = [EncodedFrame(d, n) for n, d in zip(numbers, data, strict=True)]
+            del data
+            return _FrameStream(header, _one_by_one(frames), None)
+        offset = _header_length(pixel)
+        encapsulated = bool(pixel["encapsulated"])
+        native_length = None if encapsulated else pixel.get("value_length")
+        head = await self._retriever.read_range(instance, 0, offset)
+        if encapsulated and not pixel.get("fragments_by_frame"):
+            stream = self._unmapped_frame_stream(instance, pixel, numbers)
+        elif not encapsulated and not pixel.get("frame_length"):
+            stream = _one_by_one(await self._bit_packed_frames(instance, pixel, numbers))
+        else:
+            self._check_frame_bytes(pixel, numbers)
+            stream = self._stored_frame_stream(instance, pixel, numbers)
+        return _FrameStream(head, stream, native_length)
+
+    async def _deflated(
+        self, instance: StoredInstance, numbers: Sequence[int]
+    ) -> tuple[Dataset, list[bytes]]:
+        if instance.transfer_syntax_uid != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+            raise UnsupportedImage("the instance has no Pixel Data to render")
+        return await self._retriever.deflated_frames(instance, numbers)
+
+    async def _stored_frame_stream(
+        self, instance: StoredInstance, pixel: dict[str, Any], numbers: Sequence[int]
+    ) -> AsyncGenerator[EncodedFrame, None]:
+        for batch in _batches(numbers, _frame_sizes(pixel, numbers), _READ_BATCH_BYTES):
+            stored = await self._retriever.frames(instance, batch)
+            for frame in stored:
+                yield EncodedFrame(frame.data, frame.number)
+            del stored
+
+    async def _unmapped_frame_stream(
+        self, instance: StoredInstance, pixel: dict[str, Any], numbers: Sequence[int]
+    ) -> AsyncGenerator[EncodedFrame, None]:
+        count = _frame_count(instance)
+        async with self._retriever.local_copy(instance) as path:
+            reader = await anyio.to_thread.run_sync(
+                _EncapsulatedFrames, path, int(pixel["value_offset"]), count
+            )
+            try:
+                for number in numbers:
+                    data = await anyio.to_thread.run_sync(reader.read, number)
+                    yield EncodedFrame(data, number)
+                    del data
+            finally:
+                reader.close()
+
     def _check_frame_bytes(self, pixel: dict[str, Any], numbers: Sequence[int]) -> None:
         """Before reading: no stored frame may be larger than the largest decodable frame
         (four bytes a sample) would be; the header's own check follows in the worker."""
         limit = 4 * self._limits.max_frame_samples + 65536
-        if pixel["encapsulated"]:
-            by_frame = pixel["fragments_by_frame"]
-            sizes = [sum(int(length) for _, length in by_frame[n - 1]) for n in numbers]
-        else:
-            sizes = [int(pixel["frame_length"])]
-        if max(sizes) > limit:
+        if max(_frame_sizes(pixel, numbers)) > limit:
             raise UnprocessableInstance("a stored frame is larger than this server renders")
 
     async def _bit_packed_frames(
@@ -461,6 +704,67 @@ class Renderer:
             )
 
 
+def _header_length(pixel: dict[str, Any]) -> int:
+    offset = int(pixel["value_offset"])
+    if offset > _MAX_HEADER_BYTES:
+        raise UnprocessableInstance("the header before Pixel Data is too large to render")
+    return offset
+
+
+def _frame_sizes(pixel: dict[str, Any], numbers: Sequence[int]) -> list[int]:
+    """Stored bytes of each frame ``numbers``, from the locations ingest recorded."""
+    if pixel["encapsulated"]:
+        by_frame = pixel["fragments_by_frame"]
+        return [sum(int(length) for _, length in by_frame[n - 1]) for n in numbers]
+    return [int(pixel["frame_length"])] * len(numbers)
+
+
+def _batches(numbers: Sequence[int], sizes: Sequence[int], limit: int) -> list[list[int]]:
+    """``numbers`` cut into runs of at most ``limit`` bytes (at least one frame each)."""
+    batches: list[list[int]] = []
+    used = limit
+    for number, size in zip(numbers, sizes, strict=True):
+        if used + size > limit:
+            batches.append([])
+            used = 0
+        batches[-1].append(number)
+        used += size
+    return batches
+
+
+async def _one_by_one(frames: list[EncodedFrame]) -> AsyncGenerator[EncodedFrame, None]:
+    """Frames already read, handed out and let go one at a time."""
+    frames.reverse()
+    while frames:
+        yield frames.pop()
+
+
+def _checked_header(
+    header: Dataset | bytes, native_value_length: int | None, max_frame_samples: int
+) -> tuple[Dataset, ImageGeometry]:
+    """In the worker thread: the parsed header and its geometry, refused if too large."""
+    if not isinstance(header, Dataset):
+        header = _parse_header(header)
+    geometry = image_geometry(header)
+    check_bounds(
+        geometry, native_value_length=native_value_length, max_frame_samples=max_frame_samples
+    )
+    return header, geometry
+
+
+def _gif_frame(
+    animation: AnimatedGif,
+    header: Dataset,
+    geometry: ImageGeometry,
+    part: Part,
+    frame: EncodedFrame,
+) -> bytes:
+    """In the worker thread: one frame rendered and appended to the animation; the decoded
+    arrays and the image are gone when this returns, only the GIF frame's bytes remain."""
+    image = render_frame(header, part.instance.transfer_syntax_uid, frame, part.options, geometry)
+    return animation.add(image)
+
+
 def _warm_up() -> None:
     header = Dataset()
     header.Rows, header.Columns, header.SamplesPerPixel = 2, 2, 1
@@ -478,6 +782,32 @@ def _parse_header(head: bytes) -> Dataset:
         return dcmread(io.BytesIO(head), stop_before_pixels=True)
     except (InvalidDicomError, ValueError, KeyError, EOFError, OSError):
         raise UnrenderableImage("the header cannot be read for rendering") from None
+
+
+class _EncapsulatedFrames:
+    """The frames of an encapsulated value in a local file, found by pydicom (frame boundaries
+    unknown at ingest) and read in ascending order, one at a time, in worker threads."""
+
+    def __init__(self, path: Path, value_offset: int, count: int) -> None:
+        self._file = path.open("rb")
+        self._file.seek(value_offset)
+        self._frames = generate_frames(self._file, number_of_frames=count)
+        self._next = 1
+
+    def read(self, number: int) -> bytes:
+        if number < self._next:
+            raise ValueError("encapsulated frames are read in ascending order")
+        try:
+            for data in self._frames:
+                self._next += 1
+                if self._next - 1 == number:
+                    return data
+        except (ValueError, EOFError, OSError) as exc:
+            raise UnprocessableInstance("the encapsulated frames cannot be read") from exc
+        raise UnprocessableInstance("the encapsulated Pixel Data holds fewer frames than declared")
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _frames_from_file(

@@ -20,13 +20,15 @@ from dicomvault.dicom.dicomjson import read_bulk_value
 from dicomvault.dicom.parse import ParseLimits
 from dicomvault.dicom.problems import DicomProblem
 from dicomvault.errors import BadRequest, DicomVaultError, NotAcceptable, NotFound
-from dicomvault.index.repository import IndexRepository, StoredInstance
+from dicomvault.index.repository import IndexRepository, StoredInstance, StudyOwner
 from dicomvault.index.scope import Scope
 from dicomvault.retrieve.frames import decode_frame_native, frame_ranges, read_deflated_frames
+from dicomvault.retrieve.syntaxes import (  # re-exported: retrieve/rendered.py imports it here
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN as DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+)
 from dicomvault.storage.base import BlobStore
 
 BULK_PLACEHOLDER = b"@@BULK_BASE@@"
-DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 
 
 class UnprocessableInstance(DicomVaultError):
@@ -41,6 +43,14 @@ class UnprocessableInstance(DicomVaultError):
 class Frame:
     number: int
     data: bytes
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """A WADO-RS metadata answer: the DICOM JSON array and the studies' owners."""
+
+    body: bytes
+    owners: tuple[StudyOwner, ...]
 
 
 class Retriever:
@@ -78,8 +88,9 @@ class Retriever:
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
-    ) -> bytes:
-        """The DICOM JSON array of the instances' data sets (PS3.18 10.4.1.1.2), from the index.
+    ) -> Metadata:
+        """The DICOM JSON array of the instances' data sets (PS3.18 10.4.1.1.2), from the index,
+        with whose data they are (for the audit record, read by the same query).
 
         BulkDataURIs are stored relative to a placeholder and completed here with the configured
         base URL (never the Host header); a byte replace keeps study metadata cheap.
@@ -88,12 +99,17 @@ class Retriever:
         if not documents:
             raise NotFound("no such study, series or instance")
         pieces = []
-        for study, series, sop, doc in documents:
+        for found in documents:
+            doc = found.document
             if BULK_PLACEHOLDER in doc:
-                instance_url = f"{base_url}/studies/{study}/series/{series}/instances/{sop}"
+                instance_url = (
+                    f"{base_url}/studies/{found.study_uid}/series/{found.series_uid}"
+                    f"/instances/{found.sop_uid}"
+                )
                 doc = doc.replace(BULK_PLACEHOLDER, instance_url.encode())
             pieces.append(doc)
-        return b"[" + b",".join(pieces) + b"]"
+        owners = tuple(dict.fromkeys(found.owner for found in documents))
+        return Metadata(b"[" + b",".join(pieces) + b"]", owners)
 
     async def frames(self, instance: StoredInstance, numbers: Sequence[int]) -> list[Frame]:
         """Frames as stored: native frames by range read, encapsulated frames by fragments."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+# PS3.5 A.5: the whole data set after the File Meta Information is deflated (RFC 1951).
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 NATIVE_SYNTAXES = frozenset(
     {
         "1.2.840.10008.1.2",
         EXPLICIT_VR_LITTLE_ENDIAN,
         "1.2.840.10008.1.2.2",
-        "1.2.840.10008.1.2.1.99",
+        DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     }
 )
 
@@ -52,7 +54,7 @@ def is_native(transfer_syntax_uid: str) -> bool:
 # Implicit VR Little Endian is encoded the same way, and frames of a Deflated data set are served
 # inflated. Frames are labelled with what their bytes are (PS3.18 8.7.3.5.2), not how the file
 # around them was stored.
-_FRAMES_AS_EXPLICIT_LITTLE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99"})
+_FRAMES_AS_EXPLICIT_LITTLE = frozenset({"1.2.840.10008.1.2", DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN})
 
 
 def frame_transfer_syntax(transfer_syntax_uid: str) -> str:

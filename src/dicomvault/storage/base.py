@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
+from dicomvault.config import is_valid_tenant_name
+
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _HEX = re.compile(r"^[0-9a-f]{16,64}$")
 
 
@@ -29,7 +30,7 @@ def blob_key(tenant: str, study_uid: str, series_uid: str, sop_uid: str, sha256:
     Every part is checked against a strict pattern so that no value (``..``, ``/``, NUL) can
     address anything outside the blob root, whatever validated it before.
     """
-    if not _TENANT.match(tenant):
+    if not is_valid_tenant_name(tenant):
         raise InvalidBlobKey("tenant")
     for uid in (study_uid, series_uid, sop_uid):
         if not _UID.match(uid) or len(uid) > 64:

@@ -35,6 +35,8 @@ def principal_of(request: Request) -> Principal:
 
 
 def dicomweb_base(request: Request) -> str:
-    """The configured public base of DICOMweb (RetrieveURLs), never the Host header."""
+    """The public base of DICOMweb for RetrieveURLs, built exactly as the DICOMweb API builds it
+    (``Settings.dicomweb_base``): configured base URL, root path, tenant prefix if any."""
+    tenant = request.path_params.get("tenant")
     root_path = str(request.scope.get("root_path", ""))
-    return f"{services_of(request).settings.effective_public_base_url}{root_path}/dicom-web"
+    return services_of(request).settings.dicomweb_base(root_path, str(tenant) if tenant else None)

@@ -5,9 +5,10 @@ browser waits before reconnecting) and a ``ready`` event saying whether the clie
 since the position it last saw (``Last-Event-ID``, or ``since`` for the first connection, which
 the page was rendered at). Then one ``instance`` event per instance stored in the principal's
 tenants — tenant and UIDs only; pages re-query through the scoped query path for anything
-shown — and a comment line as heartbeat when quiet. A stream ends after
-``live_stream_seconds`` (so a graceful shutdown never waits long) or with a ``resync`` event when
-the subscriber fell behind; the browser then reconnects.
+shown — and a comment line as heartbeat when quiet. A stream ends after ``live_stream_seconds``
+(so a graceful shutdown never waits long) or with a ``resync`` event when the subscriber fell
+behind; the browser then reconnects. Event IDs are positions in the numbering of the principal's
+own tenants (live/bus.py): opaque, and unmoved by other tenants' activity.
 """
 
 from __future__ import annotations
@@ -72,13 +73,17 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     with bus.subscribe(tenants) as subscription:
-        # Redis: not "ready" before the pattern subscription is active, or events could be lost
-        # unnoticed. Not ready in time (Redis down): the client re-queries, and the reader drops
-        # this subscription when it gives up, so the client keeps retrying.
-        listening = await bus.wait_ready(_READY_SECONDS)
-        missed = not listening or last_seen != subscription.position
         yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
-        yield sse_event("ready", {"missed": missed}, subscription.position)
+        # Redis: not "ready" before the pattern subscription is active and the tenants' marks
+        # are read, or events could be lost unnoticed. Not ready in time (Redis down): the
+        # client re-queries now and reconnects after the retry delay.
+        if not await bus.ready(subscription, _READY_SECONDS):
+            yield sse_event("ready", {"missed": True})
+            return
+        # Positions cover the principal's own tenants only: another tenant's ingests never
+        # move them, nor make "missed" true.
+        position = subscription.position
+        yield sse_event("ready", {"missed": last_seen != position}, position)
         deadline = loop.time() + lifetime
         while (remaining := deadline - loop.time()) > 0:
             try:

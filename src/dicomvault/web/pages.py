@@ -66,13 +66,20 @@ SERIES_FIELDS = (
 )
 
 
-def _page_context(request: Request, active: str) -> dict[str, Any]:
+async def live_position(request: Request) -> str:
+    """The live-event position of the caller's tenants, for ``?since=`` on the page's first
+    connection. Read before the page's query: an event in between makes the stream say
+    "missed" (one extra query) rather than go unnoticed."""
+    return await services_of(request).events.position(scope_of(request).tenants)
+
+
+def _page_context(request: Request, active: str, position: str) -> dict[str, Any]:
     principal = principal_of(request)
     return {
         "user": principal,
         "active": active,
         "may_upload": principal.may(Action.STORE),
-        "live_position": services_of(request).events.position,
+        "live_position": position,
     }
 
 
@@ -150,12 +157,13 @@ def _worklist_context(result: WorklistResult) -> dict[str, Any]:
 
 @router.get("/", response_class=HTMLResponse)
 async def worklist_page(request: Request) -> HTMLResponse:
+    position = await live_position(request)
     result = await _worklist(request)
     return render(
         request,
         "worklist.html",
         status_code=400 if result.problems else 200,
-        **_page_context(request, "worklist"),
+        **_page_context(request, "worklist", position),
         **_worklist_context(result),
     )
 
@@ -210,6 +218,7 @@ async def study_page(
     services = services_of(request)
     scope = scope_of(request)
     base = dicomweb_base(request)
+    position = await live_position(request)
     study_query = parse_qido_request(
         Level.STUDY,
         [("StudyInstanceUID", study), ("includefield", ",".join(STUDY_FIELDS))],
@@ -231,7 +240,7 @@ async def study_page(
     return render(
         request,
         "study.html",
-        **_page_context(request, "study"),
+        **_page_context(request, "study", position),
         study=study_row(document),
         sex=text_value(document, "00100040"),
         study_id=text_value(document, "00200010"),
@@ -243,4 +252,5 @@ async def study_page(
 # -- upload --------------------------------------------------------------------------------------
 @router.get("/upload", response_class=HTMLResponse)
 async def upload_page(request: Request) -> HTMLResponse:
-    return render(request, "upload.html", **_page_context(request, "upload"))
+    position = await live_position(request)
+    return render(request, "upload.html", **_page_context(request, "upload", position))

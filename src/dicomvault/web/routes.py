@@ -1,6 +1,6 @@
 """The web UI as one router: pages, the live-event stream, static assets.
 
-api/app.py, the composition root, includes it behind the same enforcement point, permission
+dicomvault/asgi.py, the composition root, includes it behind the same enforcement point, permission
 table (api/permissions.py) and audit middleware as every other route.
 """
 

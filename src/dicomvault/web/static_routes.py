@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from dicomvault.errors import NotFound
+from dicomvault.retrieve.conditional import etag_matches
 from dicomvault.web.rendering import assets
 
 router = APIRouter(include_in_schema=False)
@@ -27,6 +28,6 @@ async def static_asset(name: str, request: Request) -> Response:
         else "no-cache",
         "X-Content-Type-Options": "nosniff",
     }
-    if request.headers.get("if-none-match") == asset.etag:
+    if etag_matches(request.headers.get("if-none-match"), asset.etag):
         return Response(status_code=304, headers=headers)
     return Response(asset.body, media_type=asset.media_type, headers=headers)

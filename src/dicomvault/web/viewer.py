@@ -13,6 +13,11 @@ and no onboarding tour. The session is the HttpOnly ``dv_access`` cookie, which 
 requests carry by themselves; state-changing ones also need the CSRF double-submit header, which a
 small shim in that script adds (OHIF's data source forwards only an ``Authorization`` header).
 
+The app's document (``index.html``, answered for every client-side route) is a page like the web
+UI's: the app-wide enforcement point authenticates it — rate limit and partner IP allowlist
+included — and a missing or expired session becomes the 303 to ``/login?next=…`` (web/errors.py).
+It may not be framed by any site. The build's files are public: they are the unmodified package.
+
 Every response under /viewer is cross-origin isolated (COOP same-origin, COEP require-corp, CORP
 same-origin): OHIF's 3D features need ``SharedArrayBuffer``. DICOMweb is same-origin, which COEP
 allows as it is.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from html import escape
@@ -32,17 +38,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
+from starlette.types import Scope
 
 from dicomvault.auth.principal import Action, Principal
-from dicomvault.auth.service import AddressNotAllowed
-from dicomvault.auth.tokens import InvalidToken
 from dicomvault.bootstrap import Services
-from dicomvault.web.navigation import LOGIN_PATH, login_url_for
+from dicomvault.retrieve.conditional import etag_matches
+from dicomvault.web.errors import PageRoute
+from dicomvault.web.navigation import LOGIN_PATH
 
 PREFIX = "/viewer/"
 DICOMWEB_PATH = "/dicom-web"
-# The browser session of api/security.py (web/ may not import api/; a test checks they agree).
-ACCESS_COOKIE = "dv_access"
+# The CSRF double-submit of api/security.py, which the app-config's shim performs (web/ may not
+# import api/; a test checks they agree).
 CSRF_COOKIE = "dv_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -51,6 +59,12 @@ CROSS_ORIGIN_ISOLATION = {
     "Cross-Origin-Embedder-Policy": "require-corp",
     "Cross-Origin-Resource-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
+}
+# The document runs the app with the user's session: no other site may frame it (clickjacking);
+# RFC 7034 for older browsers, CSP Level 2 frame-ancestors for current ones.
+DOCUMENT_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
 }
 # Bundles whose names carry webpack's content hash never change under that name.
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -313,6 +327,26 @@ def app_config_script(*, upload: bool) -> str:
 
 
 # -- routes --------------------------------------------------------------------------------------
+def is_document_path(path: str) -> bool:
+    """Whether a path under /viewer/ stands for the app's one document rather than a file of the
+    build: the study list (``""``), ``index.html``, or one of OHIF's client-side routes
+    (``viewer``, ``segmentation``, …), whose names have no dot, where file names do."""
+    return path in ("", "index.html") or "." not in PurePosixPath(path).name
+
+
+class DocumentRoute(PageRoute):
+    """The route of the app's document: matched only for ``is_document_path`` paths (a file's
+    path falls through to the public file route), and a page like the web UI's: the app-wide
+    enforcement point authenticates it (rate limit and IP allowlist included), and no session
+    becomes the 303 to /login?next=… (web/errors.py)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE and not is_document_path(str(child["path_params"]["route"])):
+            return Match.NONE, {}
+        return match, child
+
+
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
@@ -334,7 +368,8 @@ scripts/fetch_viewer.py</code>); the next request finds it, no restart needed.</
 <p>The archive itself (DICOMweb under <code>/dicom-web</code>) works without it.</p>
 </main></body></html>
 """
-    return HTMLResponse(body, status_code=503, headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", **DOCUMENT_HEADERS}
+    return HTMLResponse(body, status_code=503, headers=headers)
 
 
 def _isolated(response: Response) -> Response:
@@ -343,30 +378,17 @@ def _isolated(response: Response) -> Response:
     return response
 
 
-async def _signed_in(request: Request) -> bool:
-    """Whether the browser session cookie stands for a current principal."""
-    token = request.cookies.get(ACCESS_COOKIE)
-    if not token:
-        return False
-    try:
-        await _services(request).auth.authenticate(token)
-    except (InvalidToken, AddressNotAllowed):
-        return False
-    return True
-
-
-def _memory_response(request: Request, asset: Asset, media_type: str, cache: str) -> Response:
-    headers = {"ETag": asset.etag, "Cache-Control": cache}
-    if request.headers.get("if-none-match") == asset.etag:
+def _memory_response(
+    request: Request,
+    asset: Asset,
+    media_type: str,
+    cache: str,
+    extra: Mapping[str, str] | None = None,
+) -> Response:
+    headers = {"ETag": asset.etag, "Cache-Control": cache, **(extra or {})}
+    if etag_matches(request.headers.get("if-none-match"), asset.etag):
         return Response(status_code=304, headers=headers)
     return Response(asset.body, media_type=media_type, headers=headers)
-
-
-async def _document(request: Request, build: ViewerBuild) -> Response:
-    """The app's one HTML document, for every client-side route (study list, /viewer?…)."""
-    if not await _signed_in(request):
-        return RedirectResponse(login_url_for(request), status_code=303)
-    return _memory_response(request, await build.index(), MEDIA_TYPES[".html"], REVALIDATE)
 
 
 @router.api_route("/viewer", methods=["GET", "HEAD"], include_in_schema=False)
@@ -388,19 +410,38 @@ async def viewer_app_config(request: Request) -> Response:
     )
 
 
-@router.api_route("/viewer/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
-async def viewer_file(path: str, request: Request) -> Response:
-    """A file of the build, or the document for a client-side route; 404 for a missing file."""
+async def viewer_document(request: Request) -> Response:
+    """The app's one HTML document, for every client-side route (study list, /viewer?…).
+
+    Only reached with a current session: the enforcement point ran before (``DocumentRoute``).
+    """
     build = _build(request)
     if not build.installed:
-        return _not_installed(build)
-    if path in ("", "index.html"):
-        return _isolated(await _document(request, build))
-    found = build.file(path)
+        return _isolated(_not_installed(build))
+    index = await build.index()
+    return _isolated(
+        _memory_response(request, index, MEDIA_TYPES[".html"], REVALIDATE, DOCUMENT_HEADERS)
+    )
+
+
+router.add_api_route(
+    "/viewer/{route:path}",
+    viewer_document,
+    methods=["GET", "HEAD"],
+    include_in_schema=False,
+    route_class_override=DocumentRoute,
+)
+
+
+@router.api_route("/viewer/{file:path}", methods=["GET", "HEAD"], include_in_schema=False)
+async def viewer_file(file: str, request: Request) -> Response:
+    """A file of the build (public: the unmodified OHIF app); 404 for anything else."""
+    build = _build(request)
+    if not build.installed:
+        return _isolated(_not_installed(build))
+    found = build.file(file)
     if found is None:
-        if "." in PurePosixPath(path).name:
-            return _isolated(Response("not found", status_code=404, media_type="text/plain"))
-        return _isolated(await _document(request, build))
+        return _isolated(Response("not found", status_code=404, media_type="text/plain"))
     media_type = MEDIA_TYPES.get(found.suffix, "application/octet-stream")
     cache = IMMUTABLE if _HASHED_NAME.search(found.name) else REVALIDATE
     asset = await build.rewritten(found)
@@ -415,6 +456,6 @@ def _file_response(request: Request, path: Path, media_type: str, cache: str) ->
         path, media_type=media_type, headers={"Cache-Control": cache}, stat_result=stat
     )
     etag = response.headers.get("etag")
-    if etag and request.headers.get("if-none-match") == etag:
+    if etag and etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
     return response

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ import anyio
 from bench import scenarios
 from bench.data import SCALES, BenchData, load_or_generate
 from bench.report import DICOMVAULT, ORTHANC, machine_details, markdown
-from bench.results import Measurement
+from bench.results import Measurement, combine_runs
 from bench.servers import (
     RunningServer,
     ServerFailed,
@@ -51,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "bench" / ".results")
     parser.add_argument("--work-dir", type=Path, default=None, help="server storage (temp dir)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="measure every server this many times (fresh storage each time); report medians",
+    )
     parser.add_argument(
         "--dicomvault-arg",
         action="append",
@@ -149,22 +156,36 @@ def main(argv: list[str] | None = None) -> int:
     notes: dict[str, str] = {}
     versions: dict[str, str] = {DICOMVAULT: dicomvault_version(), ORTHANC: "not run"}
     started = datetime.datetime.now(datetime.UTC)
+    runs: dict[str, list[list[Measurement]]] = {}
     with _work_root(args.work_dir) as work_root:
-        for name in servers:
-            print(f"{name}: starting with fresh storage …", file=sys.stderr, flush=True)
-            try:
-                with _starter(name, args)(work_root / name.lower()) as server:
-                    versions[name] = server.version
-                    if server.settings_note:
-                        notes[name] = server.settings_note
-                    preflight(server)
-                    results[name] = anyio.run(run_phases, server, data, rounds, phases)
-            except ServerFailed as exc:
-                failures[name] = str(exc)
-                print(f"{name}: FAILED\n{exc}", file=sys.stderr, flush=True)
+        for run in range(1, max(args.runs, 1) + 1):
+            for name in servers:
+                if name in failures:
+                    continue
+                print(f"{name}: run {run}, fresh storage …", file=sys.stderr, flush=True)
+                storage = work_root / f"{name.lower()}-{run}"
+                try:
+                    with _starter(name, args)(storage) as server:
+                        versions[name] = server.version
+                        if server.settings_note:
+                            notes[name] = server.settings_note
+                        preflight(server)
+                        measured = anyio.run(run_phases, server, data, rounds, phases)
+                        runs.setdefault(name, []).append(measured)
+                except ServerFailed as exc:
+                    failures[name] = str(exc)
+                    print(f"{name}: FAILED\n{exc}", file=sys.stderr, flush=True)
+                finally:
+                    # ~4 GB per server and run at full scale: not kept for the next one.
+                    shutil.rmtree(storage / "data", ignore_errors=True)
+                    shutil.rmtree(storage / "storage", ignore_errors=True)
+    for name, measured_runs in runs.items():
+        if name not in failures:
+            results[name] = combine_runs(measured_runs)
 
     header = {
         "date (UTC)": started.strftime("%Y-%m-%d %H:%M"),
+        "runs": f"{max(args.runs, 1)} per server, alternating; medians reported",
         "scale": (
             f"{args.scale}: {len(data.instances)} instances, "
             f"{len({i.study_uid for i in data.instances})} studies, "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,3 +54,28 @@ class Measurement:
     errors: int = 0
     note: str = ""
     target: Target | None = None
+
+
+def combine_runs(runs: list[list[Measurement]]) -> list[Measurement]:
+    """One measurement per key from several runs of one server: the median value (this
+    machine is noisy; the issue's reference figures are medians too), the errors of all runs
+    added up, and the spread in the note. Keys keep the order of the first run."""
+    if len(runs) == 1:
+        return list(runs[0])
+    by_key: dict[str, list[Measurement]] = {}
+    for run in runs:
+        for measurement in run:
+            by_key.setdefault(measurement.key, []).append(measurement)
+    combined = []
+    for same in by_key.values():
+        first = same[0]
+        values = sorted(m.value for m in same if m.value is not None and not math.isnan(m.value))
+        median = statistics.median(values) if values else None
+        spread = f"median of {len(values)} runs"
+        if values:
+            spread += f" ({values[0]:.3g}-{values[-1]:.3g})"
+        note = f"{first.note}; {spread}" if first.note else spread
+        combined.append(
+            dataclasses.replace(first, value=median, errors=sum(m.errors for m in same), note=note)
+        )
+    return combined

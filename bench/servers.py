@@ -235,11 +235,13 @@ def dicomvault_server(
     repo_root: Path,
     extra_args: Sequence[str] = (),
     headers: dict[str, str] | None = None,
+    source: Path | None = None,
 ) -> Iterator[RunningServer]:
     """Run ``dicomvault serve`` (embedded default: SQLite + local disk) with a fresh data dir.
 
     Unless ``headers`` are given, the bench logs in as the ``admin`` user that the first start
-    creates with a password chosen here.
+    creates with a password chosen here. ``source`` runs another checkout's ``src/`` (put first
+    on ``PYTHONPATH``) with this checkout's environment: how ``bench.ab`` starts the old code.
     """
     binary = repo_root / ".venv" / "bin" / "dicomvault"
     if not os.access(binary, os.X_OK):
@@ -260,6 +262,8 @@ def dicomvault_server(
     ]
     password = secrets.token_urlsafe(24)
     env = {**os.environ, **DICOMVAULT_BENCH_ENV, "DICOMVAULT_ADMIN_PASSWORD": password}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     log_path = work_dir / "dicomvault.log"
     base = f"http://127.0.0.1:{port}"
     with _spawn(argv, log_path, repo_root, env) as process:

@@ -7,7 +7,7 @@ from pathlib import Path
 import anyio
 from bench import dicomweb
 from bench.measure import latency_stats, percentile
-from bench.results import Target
+from bench.results import Measurement, Target, combine_runs
 from bench.servers import orthanc_config
 
 
@@ -59,3 +59,29 @@ def test_orthanc_config_isolates_storage_and_enables_dicomweb(tmp_path: Path) ->
     assert config["AuthenticationEnabled"] is False
     assert config["RemoteAccessAllowed"] is False
     assert config["DicomWeb"] == {"Enable": True, "Root": "/dicom-web/", "EnableWado": False}
+
+
+def _run(value: float | None, errors: int = 0, key: str = "stow.c1.b1.ips") -> list[Measurement]:
+    return [Measurement(key, "STOW-RS ingest", "c1", "instances/s", "higher", value, errors)]
+
+
+def test_combined_runs_report_the_median_and_every_error() -> None:
+    runs = [_run(90.0), _run(120.0, errors=1), _run(100.0), _run(float("nan"))]
+    (combined,) = combine_runs(runs)
+    assert combined.value == 100.0  # median of the three numbers; the missing one is left out
+    assert combined.errors == 1
+    assert "median of 3 runs (90-120)" in combined.note
+
+
+def test_one_run_is_reported_as_measured() -> None:
+    assert combine_runs([_run(42.0)]) == _run(42.0)
+
+
+def test_ab_report_gives_medians_and_new_over_old() -> None:
+    from bench.ab import WORKLOADS, report
+
+    workload = WORKLOADS["wado1"]
+    table = report("abc123", [(workload, [10.0, 30.0, 20.0], [40.0, 44.0, 60.0])], 3)
+    row = next(line for line in table.splitlines() if line.startswith(f"| {workload.name}"))
+    assert row.split(" | ")[2:5] == ["20", "44", "2.20"]
+    assert "old (abc123), median of 3 alternating rounds" in table

@@ -447,13 +447,24 @@ def test_tablet_width_layouts(tablet: Page, web_server: LiveServer, seeded: Seed
     tablet.goto(f"{web_server.base_url}/?PatientName=ui*")
     expect(tablet.locator("#results tbody tr").first).to_be_visible()
     _no_horizontal_scroll(tablet)
+    _thumbnails_settled(tablet)
     tablet.screenshot(path=str(ARTIFACTS / "tablet-768-worklist.png"), full_page=True)
     tablet.goto(f"{web_server.base_url}/studies/{seeded.bravo}")
     _no_horizontal_scroll(tablet)
+    _thumbnails_settled(tablet)
     tablet.screenshot(path=str(ARTIFACTS / "tablet-768-study.png"), full_page=True)
     tablet.goto(f"{web_server.base_url}/upload")
     _no_horizontal_scroll(tablet)
     tablet.screenshot(path=str(ARTIFACTS / "tablet-768-upload.png"), full_page=True)
+
+
+def _thumbnails_settled(page: Page) -> None:
+    """Before a screenshot: every thumbnail loaded (or failed, and shown as missing), the
+    lazy ones below the fold too, so the artefact shows the page as a user sees it."""
+    page.evaluate("document.querySelectorAll('img.thumb').forEach(img => img.loading = 'eager')")
+    page.wait_for_function(
+        "[...document.querySelectorAll('img.thumb')].every(img => img.complete)", timeout=TIMEOUT
+    )
 
 
 def test_laptop_width_worklist_screenshot(
@@ -462,6 +473,11 @@ def test_laptop_width_worklist_screenshot(
     signed_in.goto(f"{web_server.base_url}/?PatientName=ui*")
     expect(signed_in.locator("#results tbody tr").first).to_be_visible()
     _no_horizontal_scroll(signed_in)
+    _thumbnails_settled(signed_in)
+    loaded = signed_in.evaluate(
+        "[...document.querySelectorAll('img.thumb')].filter(img => img.naturalWidth > 0).length"
+    )
+    assert loaded >= 1  # the seeded studies are images: at least their thumbnails show
     signed_in.screenshot(path=str(ARTIFACTS / "laptop-1366-worklist.png"), full_page=True)
 
 

@@ -14,7 +14,7 @@ from dicomvault.api import negotiation
 from dicomvault.api.auditing import note_owners
 from dicomvault.api.deps import ScopeDep, ServicesDep
 from dicomvault.api.media import parse_accept
-from dicomvault.api.multipart import multipart_stream, new_boundary
+from dicomvault.api.multipart import closing, multipart_stream, new_boundary, part_header
 from dicomvault.api.stow import store_request
 from dicomvault.bootstrap import Services
 from dicomvault.dicom.attributes import Level
@@ -210,22 +210,40 @@ async def _retrieve(
     ):
         raise NotAcceptable("the requested transfer syntax cannot be produced")
     transcode = choice.transfer_syntax == EXPLICIT_VR_LITTLE_ENDIAN
+    boundary = new_boundary()
+    part_type = "application/dicom"
+    if choice.transfer_syntax != negotiation.AS_STORED:
+        part_type += f"; transfer-syntax={choice.transfer_syntax}"
+    content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    if len(instances) == 1 and not transcode and instances[0].size <= _WHOLE_RESPONSE_BYTES:
+        # A small instance is read whole and answered with its Content-Length: no chunked
+        # coding, no streaming machinery per request, and a read error still gets its status.
+        data = await _read_whole(services, instances[0])
+        if not choice.multipart:
+            return Response(data, media_type="application/dicom")
+        framed = b"".join((part_header(boundary, part_type), data, b"\r\n", closing(boundary)))
+        return Response(framed, headers={"Content-Type": content_type})
     if not choice.multipart:
         instance = instances[0]
         return StreamingResponse(
             _instance_body(services, instance, transcode), media_type="application/dicom"
         )
-    boundary = new_boundary()
-    part_type = "application/dicom"
-    if choice.transfer_syntax != negotiation.AS_STORED:
-        part_type += f"; transfer-syntax={choice.transfer_syntax}"
 
     async def parts() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
         for instance in instances:
             yield part_type, _instance_body(services, instance, transcode)
 
-    headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
+    headers = {"Content-Type": content_type}
     return StreamingResponse(multipart_stream(boundary, parts()), headers=headers)
+
+
+# Instances up to this size are answered from memory in one piece (one read of the blob store);
+# larger ones, and every study or series, are streamed chunk by chunk.
+_WHOLE_RESPONSE_BYTES = 1024 * 1024
+
+
+async def _read_whole(services: Services, instance: StoredInstance) -> bytes:
+    return b"".join([chunk async for chunk in services.retriever.blob_chunks(instance)])
 
 
 def _wants_zip(accept: str | None) -> bool:

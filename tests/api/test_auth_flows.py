@@ -10,6 +10,7 @@ out, disabled, deleted or given other roles or tenants.
 from __future__ import annotations
 
 import base64
+import time
 from urllib.parse import quote
 
 import httpx
@@ -338,3 +339,44 @@ def test_who_am_i(api: Api, user: Account, tenant: str) -> None:
     assert me["roles"] == ["technician"] and me["tenants"] == [tenant]
     assert me["default_tenant"] == tenant
     assert api.me({}).status_code == 401
+
+
+def test_browser_session_renews_from_its_refresh_cookie(api: Api, user: Account) -> None:
+    with httpx.Client(base_url=api.server.base_url, timeout=60) as browser:
+        login = browser.post(
+            "/api/v1/auth/session", data={"username": user.username, "password": user.password}
+        )
+        csrf = login.json()["csrf_token"]
+        cookies = {c.split("=", 1)[0]: c for c in login.headers.get_list("set-cookie")}
+        assert "HttpOnly" not in cookies["dv_session_expires"]  # the page's script reads it
+        expires = int(browser.cookies["dv_session_expires"])
+        assert abs(expires - (time.time() + login.json()["expires_in"])) < 30
+        first_access, first_refresh = browser.cookies["dv_access"], browser.cookies["dv_refresh"]
+
+        # A cookie is a credential the browser sends by itself: the CSRF header is required.
+        assert browser.post("/api/v1/auth/session/refresh").status_code == 403
+        renewed = browser.post("/api/v1/auth/session/refresh", headers={"X-CSRF-Token": csrf})
+        assert renewed.status_code == 200, renewed.text
+        assert renewed.json()["expires_in"] > 0
+        assert "no-store" in renewed.headers["cache-control"]
+        assert browser.cookies["dv_access"] != first_access
+        assert browser.cookies["dv_refresh"] != first_refresh
+        assert browser.get("/api/v1/auth/me").json()["name"] == user.username
+
+        # The spent refresh cookie, sent again (a copy of it stolen): the session ends for all.
+        with httpx.Client(base_url=api.server.base_url, timeout=60) as thief:
+            thief.cookies.set("dv_refresh", first_refresh, path="/api/v1/auth")
+            thief.cookies.set("dv_csrf", csrf)
+            reused = thief.post("/api/v1/auth/session/refresh", headers={"X-CSRF-Token": csrf})
+            assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+        assert browser.get(STUDIES).status_code == 401
+
+
+def test_session_refresh_without_a_session(api: Api) -> None:
+    bare = api.http.post("/api/v1/auth/session/refresh")
+    assert bare.status_code == 400 and bare.json()["error"] == "invalid_grant"
+    assert "set-cookie" not in bare.headers
+    cookies = {"dv_refresh": "not-a-refresh-token", "dv_csrf": "t"}
+    with httpx.Client(base_url=api.server.base_url, cookies=cookies, timeout=60) as forger:
+        forged = forger.post("/api/v1/auth/session/refresh", headers={"X-CSRF-Token": "t"})
+    assert forged.status_code == 400 and forged.json()["error"] == "invalid_grant"

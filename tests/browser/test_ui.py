@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -483,3 +484,25 @@ def test_laptop_width_worklist_screenshot(
 
 def test_http_api_still_refuses_without_session(web_server: LiveServer) -> None:
     assert httpx.get(f"{web_server.base_url}/api/v1/events", timeout=10).status_code == 401
+
+
+def test_an_open_page_renews_its_session_before_it_runs_out(
+    context: BrowserContext, signed_in: Page, web_server: LiveServer
+) -> None:
+    before = {c["name"]: c["value"] for c in context.cookies()}
+    # As if the access cookie ran out in 3 s: the page's session keeper must renew it first.
+    soon = int(time.time()) + 3
+    context.add_cookies(
+        [{"name": "dv_session_expires", "value": str(soon), "url": web_server.base_url}]
+    )
+    signed_in.goto(f"{web_server.base_url}/")
+    signed_in.wait_for_function(
+        "soon => { const m = document.cookie.match(/dv_session_expires=(\\d+)/);"
+        " return m !== null && Number(m[1]) > soon; }",
+        arg=soon,
+        timeout=TIMEOUT,
+    )
+    after = {c["name"]: c["value"] for c in context.cookies()}
+    assert after["dv_access"] != before["dv_access"]
+    assert after["dv_refresh"] != before["dv_refresh"]
+    assert context.request.get(f"{web_server.base_url}/api/v1/auth/me").ok

@@ -413,3 +413,11 @@ def test_server_log_has_no_patient_names(live: LiveServer) -> None:
     for secret in ("NORTH^ONLY", "LIVE^EVENT", "AUDIT^ME", "alert('pwned')"):
         assert secret not in log
     assert Path(live.log_path).exists()
+
+
+def test_viewer_config_carries_the_session_keeper() -> None:
+    from dicomvault.web.viewer import app_config_script
+
+    script = app_config_script(upload=False)
+    assert "window.config = config;" in script
+    assert "/api/v1/auth/session/refresh" in script and "dv_session_expires" in script

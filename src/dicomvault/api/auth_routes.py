@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+import time
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -17,13 +18,19 @@ from dicomvault.api.security import (
     CSRF_COOKIE,
     REFRESH_COOKIE,
     authenticate_request,
+    check_csrf,
     client_address,
 )
 from dicomvault.auth.ratelimit import rate_limit_headers
 from dicomvault.auth.service import Grant, OAuthError, RefreshTokenReused
+from dicomvault.bootstrap import Services
 from dicomvault.errors import TooManyRequests
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+# When the session's access cookie runs out (seconds since the epoch), readable by the page's
+# script so that it can refresh the session before then; a time, not a credential.
+SESSION_EXPIRES_COOKIE = "dv_session_expires"
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -218,6 +225,47 @@ async def session_login(
     request.state.principal = grant.principal
     csrf = secrets.token_urlsafe(24)
     response = JSONResponse({"csrf_token": csrf, "expires_in": grant.expires_in}, headers=_NO_STORE)
+    _set_session_cookies(response, grant, services)
+    response.set_cookie(
+        CSRF_COOKIE, csrf, httponly=False, secure=services.settings.cookie_secure, samesite="strict"
+    )
+    return response
+
+
+@router.post(
+    "/session/refresh",
+    summary="Browser session: renew the access cookie from the refresh cookie",
+    description=(
+        "For the pages and the viewer, shortly before the access cookie runs out: the refresh "
+        "cookie is rotated (RFC 6819 5.2.2.3; reusing an old one revokes the whole session) and "
+        "new access and refresh cookies are set. Needs the `X-CSRF-Token` double-submit header. "
+        "Answers `expires_in`; errors are RFC 6749 5.2 JSON (`invalid_grant` when there is no "
+        "session to renew), and a reused refresh cookie also clears the session's cookies."
+    ),
+)
+async def session_refresh(request: Request) -> Response:
+    services = get_services(request)
+    refresh_token = request.cookies.get(REFRESH_COOKIE)
+    if not refresh_token:
+        return _oauth_error(OAuthError("invalid_grant", "no browser session to renew"))
+    check_csrf(request)  # a cookie is a credential the browser sends by itself
+    try:
+        grant = await services.auth.refresh_grant(refresh_token)
+    except RefreshTokenReused as error:
+        request.state.security_alert = "refresh token reuse"
+        response = _oauth_error(error)
+        _clear_session_cookies(response)
+        return response
+    except OAuthError as error:
+        return _oauth_error(error)
+    request.state.principal = grant.principal
+    response = JSONResponse({"expires_in": grant.expires_in}, headers=_NO_STORE)
+    _set_session_cookies(response, grant, services)
+    return response
+
+
+def _set_session_cookies(response: Response, grant: Grant, services: Services) -> None:
+    """Access token (every path), refresh token (only here), and when the access one expires."""
     secure = services.settings.cookie_secure
     response.set_cookie(
         ACCESS_COOKIE,
@@ -238,8 +286,26 @@ async def session_login(
             samesite="strict",
             path="/api/v1/auth",
         )
-    response.set_cookie(CSRF_COOKIE, csrf, httponly=False, secure=secure, samesite="strict")
-    return response
+    expires = int(time.time()) + grant.expires_in
+    response.set_cookie(
+        SESSION_EXPIRES_COOKIE,
+        str(expires),
+        max_age=services.settings.refresh_token_ttl,
+        httponly=False,
+        secure=secure,
+        samesite="strict",
+        path="/",
+    )
+
+
+def _clear_session_cookies(response: Response) -> None:
+    for name, path in (
+        (ACCESS_COOKIE, "/"),
+        (REFRESH_COOKIE, "/api/v1/auth"),
+        (CSRF_COOKIE, "/"),
+        (SESSION_EXPIRES_COOKIE, "/"),
+    ):
+        response.delete_cookie(name, path=path)
 
 
 @router.post("/logout", summary="Revoke the refresh token (and the session cookies)")
@@ -254,8 +320,7 @@ async def logout(request: Request, refresh_token: Annotated[str | None, Form()] 
             principal = None
     await services.auth.logout(refresh_token or request.cookies.get(REFRESH_COOKIE), principal)
     response = Response(status_code=204)
-    for name, path in ((ACCESS_COOKIE, "/"), (REFRESH_COOKIE, "/api/v1/auth"), (CSRF_COOKIE, "/")):
-        response.delete_cookie(name, path=path)
+    _clear_session_cookies(response)
     return response
 
 

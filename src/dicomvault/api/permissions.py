@@ -96,6 +96,7 @@ ROUTE_POLICIES: dict[tuple[str, str], RoutePolicy] = {
     ("GET", "/redoc"): _PUBLIC,
     ("POST", "/api/v1/auth/token"): _LOGIN,
     ("POST", "/api/v1/auth/session"): _LOGIN,
+    ("POST", "/api/v1/auth/session/refresh"): _LOGIN,
     ("POST", "/api/v1/auth/logout"): _LOGOUT,
     ("GET", "/api/v1/auth/me"): RoutePolicy(None, None),
     ("GET", "/api/v1/tenants"): _ADMIN_READ,

@@ -71,7 +71,7 @@ async def authenticate_request(request: Request) -> Principal:
     if token is None:
         raise Unauthenticated("authentication required")
     if from_cookie and request.method not in _SAFE_METHODS:
-        _check_csrf(request)
+        check_csrf(request)
     try:
         return await services.auth.authenticate(token, client_address(request))
     except InvalidToken as exc:
@@ -105,7 +105,7 @@ def _credentials(request: Request) -> tuple[str | None, bool]:
     return (cookie, True) if cookie else (None, False)
 
 
-def _check_csrf(request: Request) -> None:
+def check_csrf(request: Request) -> None:
     """Double-submit check (OWASP CSRF cheat sheet) on cookie-authenticated writes."""
     cookie = request.cookies.get(CSRF_COOKIE, "")
     header = request.headers.get(CSRF_HEADER, "")

@@ -46,6 +46,7 @@ from dicomvault.bootstrap import Services
 from dicomvault.retrieve.conditional import etag_matches
 from dicomvault.web.errors import PageRoute
 from dicomvault.web.navigation import LOGIN_PATH
+from dicomvault.web.rendering import assets
 
 PREFIX = "/viewer/"
 DICOMWEB_PATH = "/dicom-web"
@@ -318,12 +319,16 @@ _CONFIG_SCRIPT = """\
 
 
 def app_config_script(*, upload: bool) -> str:
-    return _CONFIG_SCRIPT % {
+    """The viewer's configuration and shim, then the pages' own session keeper (web/static/
+    session.js): a radiologist reading for longer than one access token lives must not meet
+    the login page in the middle of a study."""
+    config = _CONFIG_SCRIPT % {
         "csrf_cookie": json.dumps(CSRF_COOKIE),
         "csrf_header": json.dumps(CSRF_HEADER),
         "login": json.dumps(LOGIN_PATH),
         "config": json.dumps(ohif_config(upload=upload), indent=2),
     }
+    return config + "\n" + assets()["session.js"].body.decode("utf-8")
 
 
 # -- routes --------------------------------------------------------------------------------------

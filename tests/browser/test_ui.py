@@ -462,9 +462,13 @@ def test_tablet_width_layouts(tablet: Page, web_server: LiveServer, seeded: Seed
 def _thumbnails_settled(page: Page) -> None:
     """Before a screenshot: every thumbnail loaded (or failed, and shown as missing), the
     lazy ones below the fold too, so the artefact shows the page as a user sees it."""
-    page.evaluate("document.querySelectorAll('img.thumb').forEach(img => img.loading = 'eager')")
+    # Functions, not bare expressions: the page's CSP (script-src 'self') forbids eval.
+    page.evaluate(
+        "() => document.querySelectorAll('img.thumb').forEach(img => { img.loading = 'eager'; })"
+    )
     page.wait_for_function(
-        "[...document.querySelectorAll('img.thumb')].every(img => img.complete)", timeout=TIMEOUT
+        "() => [...document.querySelectorAll('img.thumb')].every(img => img.complete)",
+        timeout=TIMEOUT,
     )
 
 
@@ -476,7 +480,7 @@ def test_laptop_width_worklist_screenshot(
     _no_horizontal_scroll(signed_in)
     _thumbnails_settled(signed_in)
     loaded = signed_in.evaluate(
-        "[...document.querySelectorAll('img.thumb')].filter(img => img.naturalWidth > 0).length"
+        "() => [...document.querySelectorAll('img.thumb')].filter(i => i.naturalWidth > 0).length"
     )
     assert loaded >= 1  # the seeded studies are images: at least their thumbnails show
     signed_in.screenshot(path=str(ARTIFACTS / "laptop-1366-worklist.png"), full_page=True)

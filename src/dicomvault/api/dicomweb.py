@@ -20,7 +20,7 @@ from dicomvault.bootstrap import Services
 from dicomvault.dicom.attributes import Level
 from dicomvault.dicom.uids import is_valid_uid
 from dicomvault.errors import BadRequest, Forbidden, NotAcceptable
-from dicomvault.index.repository import StoredInstance
+from dicomvault.index.repository import StoredInstance, StudyOwner
 from dicomvault.index.scope import Scope
 from dicomvault.query.qido import parse_qido_request
 from dicomvault.query.service import run_query
@@ -99,6 +99,11 @@ async def _stow(request: Request, services: Services, scope: Scope, study: str |
         raise Forbidden("no tenant to store into: the principal has no default tenant")
     report = await store_request(request, services.ingestor, scope, study)
     request.state.audit_studies = sorted({r.study_instance_uid for r in report.stored})
+    # Whose data was stored, from the ingest results: the audit needs no query of its own.
+    tenant = scope.write_tenant
+    note_owners(
+        request, (StudyOwner(tenant, r.study_instance_uid, r.patient_id) for r in report.stored)
+    )
     return _json(report.to_json(base_url(services, request), study), report.status_code)
 
 

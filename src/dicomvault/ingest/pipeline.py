@@ -7,7 +7,7 @@ delivered the bytes. The steps follow DESIGN.md's data flow; each is a named fun
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -50,6 +50,8 @@ class IngestResult:
     series_instance_uid: str
     # Warning Reason (0008,1196), PS3.18 Table 10.5.3-2, for a stored but altered instance.
     warning: int | None = None
+    # The instance's Patient ID, for the audit record of the request that stored it.
+    patient_id: str | None = field(default=None, repr=False)  # PHI: kept out of reprs
 
 
 # PS3.4 Annex B.2.3 "Coercion of Data Elements": what is stored is not byte for byte what was
@@ -202,7 +204,13 @@ def _result(status: IngestStatus, parsed: ParsedInstance, warning: int | None) -
         study_instance_uid=parsed.study_instance_uid,
         series_instance_uid=parsed.series_instance_uid,
         warning=warning,
+        patient_id=_patient_id(parsed),
     )
+
+
+def _patient_id(parsed: ParsedInstance) -> str | None:
+    value = parsed.values.get("PatientID")
+    return str(value) if value not in (None, "") else None
 
 
 def _record(parsed: ParsedInstance, sha256: str, size: int, key: str) -> InstanceRecord:

@@ -96,6 +96,26 @@ def wado(concurrency: int) -> Workload:
     return Workload(f"WADO-RS instances, concurrency {concurrency}", "MB/s", "higher", run)
 
 
+RENDER_SLICE = 40  # CT instances rendered per round, each for the first time (cold)
+
+
+async def _rendered_cold_p95(server: RunningServer, data: BenchData, round_: int) -> float:
+    ct = [i for i in data.instances[:PRELOAD] if i.modality == "CT"]
+    part = ct[round_ * RENDER_SLICE : (round_ + 1) * RENDER_SLICE]
+    if len(part) < RENDER_SLICE:
+        raise RuntimeError("not enough CT instances for another cold rendering round")
+    urls = [
+        dicomweb.instance_url(server.dicomweb_root, i.study_uid, i.series_uid, i.sop_uid)
+        + "/frames/1/rendered"
+        for i in part
+    ]
+    async with scenarios.client_for(server, 1) as client:
+        times = await scenarios._rendered_round(client, urls)
+    if times.errors:
+        raise RuntimeError(f"{server.name}: a rendered request failed: {times.first_failure}")
+    return latency_stats(times.latencies).p95_ms
+
+
 WORKLOADS: dict[str, Workload] = {
     "stow1c1": stow(1, 1),
     "stow1c8": stow(8, 1),
@@ -103,6 +123,7 @@ WORKLOADS: dict[str, Workload] = {
     "qido": Workload("QIDO-RS studies?PatientID=X p50", "ms", "lower", _qido_p50),
     "wado1": wado(1),
     "wado4": wado(4),
+    "rendered": Workload("rendered 512x512 CT frame, cold, p95", "ms", "lower", _rendered_cold_p95),
 }
 
 

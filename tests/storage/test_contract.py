@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio.to_thread
 import pytest
 
 from dicomvault.storage import BlobNotFound, BlobStore, InvalidBlobKey, blob_key
@@ -64,6 +65,23 @@ async def test_read_range_returns_exactly_the_range(
     await store.put_file(KEY, spool(DATA))
 
     assert await store.read_range(KEY, start, end) == DATA[start:end]
+
+
+async def test_a_blocking_range_read_gives_the_same_bytes_or_is_declined(
+    store: BlobStore, spool: Spool
+) -> None:
+    await store.put_file(KEY, spool(DATA))
+    read = store.blocking_range_reader(KEY, 1000, 70_000)
+    if read is None:  # an object store: its ranged GET is a network call, made with read_range
+        return
+    assert await anyio.to_thread.run_sync(read) == await store.read_range(KEY, 1000, 70_000)
+    with pytest.raises(ValueError):
+        store.blocking_range_reader(KEY, 10, 5)
+    other = blob_key("tenant-a", "1.2.840.1", "1.2.840.1.2", "1.2.840.1.2.4", SHA)
+    missing = store.blocking_range_reader(other, 0, 10)
+    assert missing is not None
+    with pytest.raises(BlobNotFound):
+        await anyio.to_thread.run_sync(missing)
 
 
 async def test_read_range_past_the_end_is_cut_short(store: BlobStore, spool: Spool) -> None:
@@ -201,6 +219,8 @@ async def test_unsafe_keys_are_refused_everywhere(store: BlobStore, spool: Spool
         await store.size(bad)
     with pytest.raises(InvalidBlobKey):
         await store.read_range(bad, 0, 1)
+    with pytest.raises(InvalidBlobKey):
+        store.blocking_range_reader(bad, 0, 1)
     with pytest.raises(InvalidBlobKey):
         await anext(store.open_stream(bad))
     with pytest.raises(InvalidBlobKey):

@@ -510,10 +510,48 @@ class Renderer:
         if cached is not None:
             return cached
         with _request_errors():
-            source = await self._source(part.instance, part.frames)
-        image = await self._in_worker(self._render_sync, source, part)
+            read = self._blocking_single_frame(part)
+        if read is not None:
+            # One worker-thread hop for read and render: the common cold case (local disk,
+            # one native frame), where a hop costs about as much as the read itself.
+            image = await self._in_worker(self._read_and_render_sync, read, part)
+        else:
+            with _request_errors():
+                source = await self._source(part.instance, part.frames)
+            image = await self._in_worker(self._render_sync, source, part)
         await self._cache.put(key, image)
         return image
+
+    def _blocking_single_frame(
+        self, part: Part
+    ) -> tuple[Callable[[], bytes], int, int | None] | None:
+        """(blocking read of header and pixels, header length, Pixel Data length) when the
+        part is the one native frame of an instance whose pixels ingest located and the blob
+        store reads cheaply in a worker thread; otherwise None (``_source`` handles it)."""
+        pixel = pixel_info(part.instance)
+        if list(part.frames) != [1] or pixel is None or pixel["encapsulated"]:
+            return None
+        frame_length = pixel.get("frame_length")
+        if not frame_length:
+            return None
+        self._check_frame_bytes(pixel, part.frames)
+        offset = _header_length(pixel)
+        end = offset + int(frame_length)
+        read = self._retriever.blocking_range_reader(part.instance, 0, end)
+        return None if read is None else (read, offset, pixel.get("value_length"))
+
+    def _read_and_render_sync(
+        self, read: tuple[Callable[[], bytes], int, int | None], part: Part
+    ) -> bytes:
+        """In the worker thread: read the start of the file (header and the frame, adjacent),
+        then render as ``_render_sync`` does."""
+        blocking_read, offset, native_length = read
+        start_of_file = blocking_read()
+        source = _Source(
+            start_of_file[:offset], [EncodedFrame(start_of_file[offset:], 1)], native_length
+        )
+        del start_of_file
+        return self._render_sync(source, part)
 
     async def encoded(self, part: Part) -> AsyncGenerator[bytes, None]:
         """The bytes of one image in chunks: a single frame in one chunk; an animated GIF frame

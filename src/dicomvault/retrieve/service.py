@@ -7,7 +7,7 @@ indistinguishable from an unknown one (404).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,12 @@ class Retriever:
                 )
             except DicomProblem as exc:
                 raise UnprocessableInstance(exc.message) from exc
+
+    def blocking_range_reader(
+        self, instance: StoredInstance, start: int, end: int
+    ) -> Callable[[], bytes] | None:
+        """See ``BlobStore.blocking_range_reader``: for a worker thread, or None."""
+        return self._store.blocking_range_reader(instance.blob_key, start, end)
 
     async def read_range(self, instance: StoredInstance, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` of the stored file (for headers and pixel values)."""

@@ -6,7 +6,7 @@ One contract test suite (tests/storage) runs against every implementation.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -76,6 +76,15 @@ class BlobStore(Protocol):
         gives ``b""``. ``ValueError`` for ``start < 0``, ``end < start``, or a non-empty range
         starting at or past the end (a truncated blob, not a short read). ``BlobNotFound`` when
         absent.
+        """
+        ...
+
+    def blocking_range_reader(self, key: str, start: int, end: int) -> Callable[[], bytes] | None:
+        """A blocking ``read_range`` for a worker thread that is about to use the bytes itself,
+        or None when the store has no cheap blocking read (an object store: use ``read_range``).
+
+        Local disk answers with a page-cache ``pread``: reading inside the thread that renders
+        the frame saves a hand-over between threads per cold rendered image.
         """
         ...
 

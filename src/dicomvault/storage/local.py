@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from io import BufferedReader, BufferedWriter
 from pathlib import Path
 
@@ -99,6 +99,12 @@ class LocalBlobStore:
         return await anyio.to_thread.run_sync(
             lambda: _read_range_sync(self.path_for(key), key, start, end)
         )
+
+    def blocking_range_reader(self, key: str, start: int, end: int) -> Callable[[], bytes] | None:
+        check_key(key)
+        if start < 0 or end < start:
+            raise ValueError(f"invalid byte range [{start}, {end})")
+        return lambda: _read_range_sync(self.path_for(key), key, start, end)
 
     async def size(self, key: str) -> int:
         return await anyio.to_thread.run_sync(lambda: _regular_file_size(self.path_for(key), key))

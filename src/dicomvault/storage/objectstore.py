@@ -7,7 +7,7 @@ never the whole file; an S3 PUT is atomic, so readers see all of a blob or none 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,6 +84,11 @@ class ObjectBlobStore:
             raise BlobNotFound(key) from exc
         async for chunk in result.stream(min_chunk_size=chunk_size):
             yield chunk
+
+    def blocking_range_reader(self, key: str, start: int, end: int) -> Callable[[], bytes] | None:
+        """None: a ranged GET is a network round trip, made with ``read_range`` on the loop."""
+        check_key(key)
+        return None
 
     async def read_range(self, key: str, start: int, end: int) -> bytes:
         """One ranged GET. Same semantics as the local store: ``start == end`` gives ``b""``,

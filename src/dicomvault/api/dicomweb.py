@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Path, Request
+from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from dicomvault.api import negotiation
 from dicomvault.api.auditing import note_owners
 from dicomvault.api.deps import ScopeDep, ServicesDep
+from dicomvault.api.dicomweb_routes import (
+    SOPUID,
+    RouteTable,
+    SeriesUID,
+    StudyUID,
+    check_uids,
+    checked_uid,
+)
 from dicomvault.api.media import parse_accept
 from dicomvault.api.multipart import closing, multipart_stream, new_boundary, part_header
 from dicomvault.api.stow import store_request
 from dicomvault.bootstrap import Services
 from dicomvault.dicom.attributes import Level
-from dicomvault.dicom.uids import is_valid_uid
-from dicomvault.errors import BadRequest, Forbidden, NotAcceptable
+from dicomvault.errors import Forbidden, NotAcceptable
 from dicomvault.index.repository import StoredInstance, StudyOwner
 from dicomvault.index.scope import Scope
 from dicomvault.query.qido import parse_qido_request
@@ -34,41 +41,10 @@ from dicomvault.retrieve.syntaxes import (
 from dicomvault.retrieve.transcode import to_explicit_little_endian
 from dicomvault.retrieve.ziparchive import zip_instances
 
-F = TypeVar("F", bound=Callable[..., Any])
 DICOM_JSON = "application/dicom+json"
-_ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any]]] = []
-
-
-def _route(method: str, path: str, **options: Any) -> Callable[[F], F]:
-    """Record a DICOMweb route; ``build_router`` mounts all of them under a prefix.
-
-    The prefix is part of each route's own path (not added at include time), so the
-    permission table and the audit see the full template, e.g. ``/tenants/{tenant}/dicom-web/...``.
-    """
-
-    def register(endpoint: F) -> F:
-        _ROUTES.append((method, path, endpoint, options))
-        return endpoint
-
-    return register
-
-
-def build_router(prefix: str, tags: list[str]) -> APIRouter:
-    router = APIRouter(prefix=prefix, tags=list(tags))
-    for method, path, endpoint, options in _ROUTES:
-        router.add_api_route(path, endpoint, methods=[method], **options)
-    return router
-
-
-def _uid(value: str, name: str) -> str:
-    if not is_valid_uid(value):
-        raise BadRequest(f"{name} is not a valid UID")
-    return value
-
-
-StudyUID = Annotated[str, Path(description="StudyInstanceUID")]
-SeriesUID = Annotated[str, Path(description="SeriesInstanceUID")]
-SOPUID = Annotated[str, Path(description="SOPInstanceUID")]
+_ROUTES = RouteTable()
+_route = _ROUTES.route
+build_router = _ROUTES.router
 
 
 def base_url(services: Services, request: Request) -> str:
@@ -116,7 +92,7 @@ async def stow(request: Request, services: ServicesDep, scope: ScopeDep) -> Resp
 async def stow_study(
     study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
 ) -> Response:
-    return await _stow(request, services, scope, _uid(study, "StudyInstanceUID"))
+    return await _stow(request, services, scope, checked_uid(study, "StudyInstanceUID"))
 
 
 # -- QIDO-RS ---------------------------------------------------------------------------------------
@@ -162,14 +138,18 @@ async def search_instances(request: Request, services: ServicesDep, scope: Scope
 async def search_study_series(
     study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
 ) -> Response:
-    return await _qido(request, services, scope, Level.SERIES, _uid(study, "StudyInstanceUID"))
+    return await _qido(
+        request, services, scope, Level.SERIES, checked_uid(study, "StudyInstanceUID")
+    )
 
 
 @_route("GET", "/studies/{study}/instances", summary="QIDO-RS: search for instances of a study")
 async def search_study_instances(
     study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
 ) -> Response:
-    return await _qido(request, services, scope, Level.INSTANCE, _uid(study, "StudyInstanceUID"))
+    return await _qido(
+        request, services, scope, Level.INSTANCE, checked_uid(study, "StudyInstanceUID")
+    )
 
 
 @_route(
@@ -185,8 +165,8 @@ async def search_series_instances(
         services,
         scope,
         Level.INSTANCE,
-        _uid(study, "StudyInstanceUID"),
-        _uid(series, "SeriesInstanceUID"),
+        checked_uid(study, "StudyInstanceUID"),
+        checked_uid(series, "SeriesInstanceUID"),
     )
 
 
@@ -202,12 +182,12 @@ async def _retrieve(
     # PS3.18 8.3.3.1: an ``accept`` query parameter (a plain download link) wins over the header.
     accept = request.query_params.get("accept") or request.headers.get("accept")
     if _wants_zip(accept):
-        _check_uids(study, series, sop)
+        check_uids(study, series, sop)
         found = await services.retriever.instances(scope, study, series, sop)
         note_owners(request, (i.owner for i in found))
         return _zip_response(found, services, sop or series or study)
     choice = negotiation.choose_instance_format(accept, single_allowed=sop is not None)
-    _check_uids(study, series, sop)
+    check_uids(study, series, sop)
     instances = await services.retriever.instances(scope, study, series, sop)
     note_owners(request, (i.owner for i in instances))
     if choice.transfer_syntax not in (negotiation.AS_STORED, EXPLICIT_VR_LITTLE_ENDIAN) and any(
@@ -279,14 +259,6 @@ async def _instance_body(
         yield chunk
 
 
-def _check_uids(study: str, series: str | None, sop: str | None) -> None:
-    _uid(study, "StudyInstanceUID")
-    if series is not None:
-        _uid(series, "SeriesInstanceUID")
-    if sop is not None:
-        _uid(sop, "SOPInstanceUID")
-
-
 @_route("GET", "/studies/{study}", summary="WADO-RS: retrieve a study")
 async def retrieve_study(
     study: StudyUID, request: Request, services: ServicesDep, scope: ScopeDep
@@ -328,7 +300,7 @@ async def _metadata(
 ) -> Response:
     if not negotiation.accepts_json(request.headers.get("accept")):
         raise NotAcceptable("metadata is served as application/dicom+json")
-    _check_uids(study, series, sop)
+    check_uids(study, series, sop)
     base = base_url(services, request)
     found = await services.retriever.metadata(scope, base, study, series, sop)
     note_owners(request, found.owners)
@@ -382,7 +354,7 @@ async def retrieve_frames(
 ) -> Response:
     choice = negotiation.choose_frame_format(request.headers.get("accept"))
     numbers = parse_frame_list(frames)
-    _check_uids(study, series, sop)
+    check_uids(study, series, sop)
     instance = (await services.retriever.instances(scope, study, series, sop))[0]
     note_owners(request, [instance.owner])
     stored_ts = instance.transfer_syntax_uid
@@ -437,7 +409,7 @@ async def retrieve_bulkdata(
     services: ServicesDep,
     scope: ScopeDep,
 ) -> Response:
-    _check_uids(study, series, sop)
+    check_uids(study, series, sop)
     instance = (await services.retriever.instances(scope, study, series, sop))[0]
     note_owners(request, [instance.owner])
     if path.upper().startswith("7FE00010"):
@@ -454,7 +426,7 @@ async def retrieve_bulkdata(
 async def _delete(
     services: Services, scope: Scope, study: str, series: str | None = None, sop: str | None = None
 ) -> Response:
-    _check_uids(study, series, sop)
+    check_uids(study, series, sop)
     await services.deleter.delete(scope, study, series, sop)
     return Response(status_code=204)
 

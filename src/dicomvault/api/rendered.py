@@ -11,48 +11,38 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from typing import Annotated, Any, TypeVar
+from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from dicomvault.api.auditing import note_owners
 from dicomvault.api.deps import ScopeDep, ServicesDep
+from dicomvault.api.dicomweb_routes import (
+    SOPUID,
+    F,
+    FrameList,
+    RouteTable,
+    SeriesUID,
+    StudyUID,
+    check_uids,
+)
 from dicomvault.api.media import parse_accept
 from dicomvault.bootstrap import Services
 from dicomvault.dicom.render import JPEG, RENDERED_MEDIA_TYPES
-from dicomvault.dicom.uids import is_valid_uid
-from dicomvault.errors import BadRequest, DicomVaultError, NotAcceptable
+from dicomvault.errors import DicomVaultError, NotAcceptable
 from dicomvault.index.scope import Scope
 from dicomvault.retrieve.conditional import etag_matches
 from dicomvault.retrieve.rendered import Renderer, RenderPlan, parse_render_options
 from dicomvault.retrieve.service import parse_frame_list
 
 log = logging.getLogger("dicomvault.api.rendered")
-F = TypeVar("F", bound=Callable[..., Any])
-_ROUTES: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
+_ROUTES = RouteTable()
+build_router = _ROUTES.router
 
 
 def _route(path: str, **options: Any) -> Callable[[F], F]:
-    def register(endpoint: F) -> F:
-        _ROUTES.append((path, endpoint, options))
-        return endpoint
-
-    return register
-
-
-def build_router(prefix: str, tags: list[str]) -> APIRouter:
-    """The rendered and thumbnail routes under ``prefix`` (``/dicom-web`` or the tenant's)."""
-    router = APIRouter(prefix=prefix, tags=list(tags))
-    for path, endpoint, options in _ROUTES:
-        router.add_api_route(path, endpoint, methods=["GET"], **options)
-    return router
-
-
-StudyUID = Annotated[str, Path(description="StudyInstanceUID")]
-SeriesUID = Annotated[str, Path(description="SeriesInstanceUID")]
-SOPUID = Annotated[str, Path(description="SOPInstanceUID")]
-FrameList = Annotated[str, Path(description="Comma-separated frame numbers, from 1")]
+    return _ROUTES.route("GET", path, **options)
 
 
 def choose_media_type(request: Request) -> str:
@@ -72,11 +62,6 @@ def choose_media_type(request: Request) -> str:
     raise NotAcceptable(f"rendered resources are served as {', '.join(RENDERED_MEDIA_TYPES)}")
 
 
-def _uid(value: str | None, name: str) -> None:
-    if value is not None and not is_valid_uid(value):
-        raise BadRequest(f"{name} is not a valid UID")
-
-
 async def _answer(
     request: Request,
     services: Services,
@@ -88,9 +73,7 @@ async def _answer(
     sop: str | None = None,
     frames: str | None = None,
 ) -> Response:
-    _uid(study, "StudyInstanceUID")
-    _uid(series, "SeriesInstanceUID")
-    _uid(sop, "SOPInstanceUID")
+    check_uids(study, series, sop)
     numbers = parse_frame_list(frames) if frames is not None else None
     options = parse_render_options(
         request.query_params.multi_items(),

@@ -28,23 +28,25 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from dicomvault.dicom.gif import AnimatedGif
+from dicomvault.dicom.image_checks import (
+    InvalidRenderRequest,
+    UnrenderableImage,
+    UnsupportedImage,
+    check_bounds,
+    check_codestream,
+    image_geometry,
+)
 from dicomvault.dicom.problems import TooLarge
 from dicomvault.dicom.render import (
     GIF,
     JPEG,
     PNG,
-    AnimatedGif,
     EncodedFrame,
-    InvalidRenderRequest,
     RenderOptions,
-    UnrenderableImage,
-    UnsupportedImage,
     Viewport,
     Window,
-    check_bounds,
-    check_codestream,
     fit_viewport,
-    image_geometry,
     output_size,
     render_image,
 )

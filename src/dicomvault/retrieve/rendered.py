@@ -45,24 +45,26 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 
+from dicomvault.dicom.gif import AnimatedGif
+from dicomvault.dicom.image_checks import (
+    ImageGeometry,
+    InvalidRenderRequest,
+    UnrenderableImage,
+    UnsupportedImage,
+    check_bounds,
+    image_geometry,
+)
 from dicomvault.dicom.problems import DicomProblem
 from dicomvault.dicom.render import (
     GIF,
     MAX_OUTPUT_SIDE,
     RENDERED_MEDIA_TYPES,
     VOI_FUNCTIONS,
-    AnimatedGif,
     EncodedFrame,
-    ImageGeometry,
-    InvalidRenderRequest,
     RenderOptions,
-    UnrenderableImage,
-    UnsupportedImage,
     Viewport,
     Window,
-    check_bounds,
     frame_duration_ms,
-    image_geometry,
     output_size,
     render_frame,
     render_image,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,8 +25,11 @@ from tests.support.server import ADMIN_PASSWORD, LiveServer
 
 # The module servers: tokens long enough for a test run; 127.0.0.1 is a trusted proxy, so a test
 # can speak for any client address through X-Forwarded-For (as a load balancer would).
+# A second use of a refresh token this soon after the first is taken as the same renewal.
+REFRESH_REUSE_GRACE = 1.5
 API_ENV = {
     "DICOMVAULT_ACCESS_TOKEN_TTL": "3600",
+    "DICOMVAULT_REFRESH_REUSE_GRACE": str(REFRESH_REUSE_GRACE),
     "DICOMVAULT_TRUSTED_PROXIES": '["127.0.0.1"]',
 }
 ROLES = ("admin", "radiologist", "technician", "partner", "auditor")
@@ -34,6 +38,11 @@ USER_PASSWORD = "correct-horse-battery-staple"
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def outlast_reuse_grace() -> None:
+    """Wait until a refresh token used just now is past its grace: a second use is reuse."""
+    time.sleep(REFRESH_REUSE_GRACE + 0.5)
 
 
 def bearer(token: str) -> dict[str, str]:

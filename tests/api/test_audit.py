@@ -23,7 +23,7 @@ import pytest
 from dicomvault.asgi import create_app
 from dicomvault.bootstrap import build_services, prepare
 from dicomvault.config import Settings
-from tests.api.support import Account, Api, bearer, dicomvault_cli, unique
+from tests.api.support import Account, Api, bearer, dicomvault_cli, outlast_reuse_grace, unique
 from tests.integration.support_data import fresh_ct, multipart_body, new_uid, stow_content_type
 from tests.support.server import ADMIN_PASSWORD, LiveServer
 
@@ -145,6 +145,7 @@ def test_refresh_token_reuse_is_a_serious_security_alert(api: Api, people: Peopl
     tokens = api.login(people.technician.username)
     grant = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
     assert api.token_request(grant).status_code == 200
+    outlast_reuse_grace()
     sent = send(api, "POST", "/api/v1/auth/token", data=grant)
     assert sent.response.status_code == 400
     assert codes(the_record(api, sent)) == ("110113", "110143", "E", 8)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.api.support import Account, Api, bearer
+from tests.api.support import Account, Api, bearer, outlast_reuse_grace
 from tests.integration.support_data import fresh_ct, multipart_body, stow_content_type
 
 STUDIES = "/dicom-web/studies"
@@ -118,6 +118,7 @@ def test_refresh_rotates_and_reuse_revokes_the_whole_family(api: Api, user: Acco
     rotated = second.json()
     assert rotated["refresh_token"] != first["refresh_token"]
     assert _ok(api, rotated["access_token"]) == 200
+    outlast_reuse_grace()
     reused = _refresh(api, first["refresh_token"])
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
     # The family is gone: the newest refresh token and every access token of the session.
@@ -126,6 +127,23 @@ def test_refresh_rotates_and_reuse_revokes_the_whole_family(api: Api, user: Acco
     assert _ok(api, first["access_token"]) == 401
     # Another login of the same user is another family, untouched.
     assert _ok(api, user.access_token) == 200
+
+
+def test_a_second_use_within_the_grace_is_the_same_renewal(api: Api, user: Account) -> None:
+    """Two tabs renewing at one instant, or a retry after a lost answer: not a stolen token."""
+    first = _password(api, user).json()
+    once, twice = _refresh(api, first["refresh_token"]), _refresh(api, first["refresh_token"])
+    assert once.status_code == 200 and twice.status_code == 200, twice.text
+    assert once.json()["refresh_token"] != twice.json()["refresh_token"]
+    for answer in (once, twice):
+        assert _ok(api, answer.json()["access_token"]) == 200
+    # Each new refresh token is good for its own rotation; the spent one, past its grace, is
+    # reuse again and ends the session.
+    assert _refresh(api, twice.json()["refresh_token"]).status_code == 200
+    outlast_reuse_grace()
+    assert _refresh(api, first["refresh_token"]).status_code == 400
+    assert _ok(api, once.json()["access_token"]) == 401
+    assert _refresh(api, once.json()["refresh_token"]).status_code == 400
 
 
 def test_logout_ends_the_session_and_only_that_session(api: Api, user: Account) -> None:
@@ -363,7 +381,17 @@ def test_browser_session_renews_from_its_refresh_cookie(api: Api, user: Account)
         assert browser.cookies["dv_refresh"] != first_refresh
         assert browser.get("/api/v1/auth/me").json()["name"] == user.username
 
-        # The spent refresh cookie, sent again (a copy of it stolen): the session ends for all.
+        # Another tab that renewed at the same instant sent the same cookie: it is renewed too.
+        with httpx.Client(base_url=api.server.base_url, timeout=60) as tab:
+            tab.cookies.set("dv_refresh", first_refresh, path="/api/v1/auth")
+            tab.cookies.set("dv_csrf", csrf)
+            twin = tab.post("/api/v1/auth/session/refresh", headers={"X-CSRF-Token": csrf})
+            assert twin.status_code == 200, twin.text
+            assert tab.get("/api/v1/auth/me").json()["name"] == user.username
+        assert browser.get("/api/v1/auth/me").status_code == 200
+
+        # The spent refresh cookie, sent again later (a copy of it stolen): the session ends.
+        outlast_reuse_grace()
         with httpx.Client(base_url=api.server.base_url, timeout=60) as thief:
             thief.cookies.set("dv_refresh", first_refresh, path="/api/v1/auth")
             thief.cookies.set("dv_csrf", csrf)

@@ -68,7 +68,8 @@ class Client(Base):
 class RefreshToken(Base):
     """One refresh token of a rotation family (OAuth 2.0 Security BCP, refresh token rotation).
 
-    Only a hash is stored. Presenting a token that was already used revokes the whole family.
+    Only a hash is stored. Presenting a token that was already used revokes the whole family,
+    unless it comes back within the reuse grace of its first use (``used_at``).
     """
 
     __tablename__ = "refresh_tokens"
@@ -80,5 +81,6 @@ class RefreshToken(Base):
     user_pk: Mapped[int] = mapped_column(ForeignKey("users.pk", ondelete="CASCADE"))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used: Mapped[bool] = mapped_column(Boolean, default=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -91,7 +91,9 @@ class AuthService:
         return Grant(principal, self.issuer.issue(principal), self.issuer.access_ttl, refresh)
 
     async def refresh_grant(self, refresh_token: str) -> Grant:
-        outcome, user_pk, family = await self.store.use_refresh_token(refresh_token)
+        outcome, user_pk, family = await self.store.use_refresh_token(
+            refresh_token, self.settings.refresh_reuse_grace
+        )
         if outcome == RefreshOutcome.REUSED:
             self.forget()  # the family's access tokens die with it, on this replica at once
             raise RefreshTokenReused("invalid_grant", "refresh token already used")

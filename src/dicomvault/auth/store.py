@@ -254,30 +254,36 @@ class IdentityStore:
 
         await self._writer.run(work)
 
-    async def use_refresh_token(self, token: str) -> tuple[str, int | None, str | None]:
-        """Mark a refresh token used; (outcome, user pk, family). Reuse revokes the family."""
+    async def use_refresh_token(
+        self, token: str, reuse_grace: float = 0.0
+    ) -> tuple[str, int | None, str | None]:
+        """Mark a refresh token used; (outcome, user pk, family). Reuse revokes the family.
+
+        A second use within ``reuse_grace`` seconds of the first is the same client renewing
+        twice (two tabs sharing the cookie, a retry after a lost answer), not a thief: it
+        rotates like the first. A revoked token never passes.
+        """
         digest = token_digest(token)
         now = datetime.now(UTC)
 
         def work(session: Session) -> tuple[str, int | None, str | None]:
             row = session.execute(
-                select(RefreshToken).where(RefreshToken.token_hash == digest)
+                select(RefreshToken).where(RefreshToken.token_hash == digest).with_for_update()
             ).scalar_one_or_none()
             if row is None:
                 return RefreshOutcome.UNKNOWN, None, None
-            if row.used or row.revoked:
+            if row.revoked or (row.used and not _within(row.used_at, now, reuse_grace)):
                 session.execute(
                     update(RefreshToken)
                     .where(RefreshToken.family == row.family)
                     .values(revoked=True)
                 )
                 return RefreshOutcome.REUSED, row.user_pk, row.family
-            expires = row.expires_at
-            if expires.tzinfo is None:
-                expires = expires.replace(tzinfo=UTC)
-            if expires <= now:
+            if _aware(row.expires_at) <= now:
                 return RefreshOutcome.EXPIRED, row.user_pk, row.family
-            row.used = True
+            if not row.used:
+                row.used = True
+                row.used_at = now
             return RefreshOutcome.OK, row.user_pk, row.family
 
         return await self._writer.run(work)
@@ -317,3 +323,13 @@ class IdentityStore:
             await self._writer.run(work)  # type: ignore[arg-type]
         except IntegrityError as exc:
             raise Conflict(message) from exc
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _within(used_at: datetime | None, now: datetime, grace: float) -> bool:
+    """Whether a used token's first use is recent enough for it to pass once more."""
+    return used_at is not None and (now - _aware(used_at)).total_seconds() <= grace

@@ -3,13 +3,16 @@
  * to /api/v1/auth/session/refresh with the CSRF header, which rotates the refresh cookie and
  * renews the access cookie. Tabs share the cookies: a tab whose timer fires after another tab
  * renewed finds the later time and waits again, and a random delay keeps tabs from renewing at
- * the same instant (a refresh token used twice ends the session, by design). When the session
- * cannot be renewed (logged out, refresh cookie expired), nothing happens here: the next
- * request meets the login page as before. Plain script, no dependencies. */
+ * the same instant (the server takes a second use of a refresh token within its reuse grace,
+ * 20 s by default, as the same renewal; later, as a stolen copy that ends the session). A failed
+ * fetch is retried well within that grace, in case the renewal took place but its answer was
+ * lost. When the session cannot be renewed (logged out, refresh cookie expired), nothing
+ * happens here: the next request meets the login page as before. Plain script, no
+ * dependencies. */
 (function () {
   "use strict";
   var EXPIRES_COOKIE = "dv_session_expires", CSRF_COOKIE = "dv_csrf";
-  var LEAD_MS = 60000, JITTER_MS = 20000, RETRY_MS = 30000;
+  var LEAD_MS = 60000, JITTER_MS = 20000, RETRY_MS = 5000;
   var planned = 0; // the expiry the pending timer was set for
 
   function cookie(name) {

@@ -161,8 +161,6 @@ class Settings(BaseSettings):
     # An event stream ends after this long and the browser reconnects (SSE `retry:`); it bounds
     # how long a graceful shutdown waits for open streams.
     live_stream_seconds: float = Field(default=60.0, gt=0)
-    # The worklist sorted by anything but arrival sorts at most this many matching studies.
-    worklist_sort_window: int = Field(default=2000, ge=1)
 
     # -- the browser layer (web/) ---------------------------------------------------------------
     # The prebuilt OHIF Viewer (npm @ohif/app dist/) served at /viewer; scripts/install.sh puts it

@@ -10,8 +10,10 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dicomvault.dicom.attributes import Level
+from dicomvault.errors import BadRequest
 from dicomvault.index.scope import Scope
-from dicomvault.query.qido import parse_qido_request, search
+from dicomvault.index.search import StudyOrder, StudySortKey, search_index
+from dicomvault.query.qido import index_query, parse_qido_request, search
 from tests.query.factory import add_instance, add_series, add_study
 
 pytestmark = pytest.mark.anyio
@@ -432,6 +434,62 @@ async def test_limit_and_offset_page_newest_first_without_overlap(session: Async
         page = await find(session, Level.STUDY, [("limit", "2"), ("offset", str(offset))])
         pages.append([value(r, "0020000D") for r in page])
     assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:5], []]
+
+
+async def sorted_studies(
+    session: AsyncSession, order: StudyOrder, limit: int = 100, offset: int = 0
+) -> list[str]:
+    """Study UIDs of tenant t1's SORT patients in ``order``, one page of them."""
+    request = parse_qido_request(
+        Level.STUDY, [("PatientID", "SORT*"), ("limit", str(limit)), ("offset", str(offset))]
+    )
+    query = index_query(request, order)
+    hits = await session.run_sync(lambda sync: search_index(sync, T1, query))
+    return [hit.study.study_uid for hit in hits]
+
+
+async def test_a_study_list_sorts_in_sql_case_folded_with_blanks_last(
+    session: AsyncSession,
+) -> None:
+    names = ["delta^d", "Alpha^A", "", "charlie^C", "BRAVO^B", None]
+    studies = {}
+    for i, name in enumerate(names):
+        studies[name] = (await add_study(session, PatientID=f"SORT{i}", PatientName=name)).study_uid
+    await add_study(session, tenant="t2", PatientID="SORT9", PatientName="AAA^OTHER")
+    by_name = StudySortKey.PATIENT_NAME
+    ascending = [studies[n] for n in ("Alpha^A", "BRAVO^B", "charlie^C", "delta^d")]
+    # The two blank ones come last either way, newest stored first among them.
+    blanks = [studies[None], studies[""]]
+    assert await sorted_studies(session, StudyOrder(by_name, descending=False)) == [
+        *ascending,
+        *blanks,
+    ]
+    assert await sorted_studies(session, StudyOrder(by_name)) == [*ascending[::-1], *blanks]
+    # Pages of the sorted whole, not a sort of each page.
+    first = await sorted_studies(session, StudyOrder(by_name, False), limit=2)
+    rest = await sorted_studies(session, StudyOrder(by_name, False), limit=10, offset=2)
+    assert [*first, *rest] == [*ascending, *blanks]
+
+
+async def test_a_study_list_sorts_by_date_then_time_and_by_arrival(session: AsyncSession) -> None:
+    late = await add_study(session, PatientID="SORT1", StudyDate="20240102", StudyTime="0900")
+    undated = await add_study(session, PatientID="SORT2")
+    early = await add_study(session, PatientID="SORT3", StudyDate="20240102", StudyTime="0800")
+    oldest = await add_study(session, PatientID="SORT4", StudyDate="20231231", StudyTime="2300")
+    order = [s.study_uid for s in (late, undated, early, oldest)]
+    by_date = StudyOrder(StudySortKey.DATE, descending=True)
+    assert await sorted_studies(session, by_date) == [order[0], order[2], order[3], order[1]]
+    by_arrival = StudyOrder(StudySortKey.RECEIVED, descending=False)
+    assert await sorted_studies(session, by_arrival) == order
+    accession = StudyOrder(StudySortKey.ACCESSION, descending=False)
+    assert set(await sorted_studies(session, accession)) == set(order)
+
+
+async def test_only_a_study_list_takes_an_order(session: AsyncSession) -> None:
+    request = parse_qido_request(Level.SERIES, [])
+    query = index_query(request, StudyOrder(StudySortKey.DATE))
+    with pytest.raises(BadRequest):
+        await session.run_sync(lambda sync: search_index(sync, T1, query))
 
 
 async def test_max_limit_caps_the_page(session: AsyncSession) -> None:

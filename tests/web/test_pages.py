@@ -225,17 +225,23 @@ def test_bad_search_input_answers_400_with_the_problem(live: LiveServer) -> None
     assert response.status_code == 400
 
 
-def test_sorting_orders_the_whole_match_set(live: LiveServer) -> None:
+def test_sorting_orders_and_pages_the_whole_match_set(live: LiveServer) -> None:
     alice = session(live, "alice")
-    for name in ("SORT^CHARLIE", "SORT^ALPHA", "SORT^BRAVO"):
-        store(alice, patient_name=name, patient_id="SORT0001")
-    response = alice.get("/", params={"PatientID": "SORT0001", "sort": "name", "dir": "asc"})
-    names = re.findall(r'class="patient-name">([^<]*)<', response.text)
-    assert names == ["SORT, ALPHA", "SORT, BRAVO", "SORT, CHARLIE"]
-    page_two = alice.get(
-        "/", params={"PatientID": "SORT0001", "sort": "name", "dir": "asc", "limit": "10"}
-    )
-    assert page_two.status_code == 200
+    letters = "LKJIHGFEDCBA"  # stored in reverse, so that arrival order is not the answer
+    for letter in letters:
+        store(alice, patient_name=f"SORT^{letter}", patient_id="SORT0001")
+
+    def names(**params: str) -> list[str]:
+        query = {"PatientID": "SORT0001", "sort": "name", "limit": "10", **params}
+        response = alice.get("/", params=query)
+        assert response.status_code == 200
+        return re.findall(r'class="patient-name">([^<]*)<', response.text)
+
+    ascending = [f"SORT, {letter}" for letter in sorted(letters)]
+    assert names(dir="asc") == ascending[:10]
+    assert names(dir="asc", offset="10") == ascending[10:]
+    assert names(dir="desc") == ascending[::-1][:10]
+    assert names(dir="desc", offset="10") == ascending[::-1][10:]
 
 
 def test_an_auditor_gets_a_403_page_not_the_worklist(live: LiveServer) -> None:

@@ -1,4 +1,4 @@
-"""The worklist form → QIDO-RS parameters, DICOM JSON → rows, and the sort of a window."""
+"""The worklist form → QIDO-RS parameters and the index order, DICOM JSON → rows."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from urllib.parse import parse_qsl
 import pytest
 
 from dicomvault.dicom.attributes import Level
+from dicomvault.index.search import StudyOrder, StudySortKey
 from dicomvault.query.qido import parse_qido_request
 from dicomvault.web.worklist import (
-    StudyRow,
+    SORT_KEYS,
     WorklistForm,
     parse_form,
     person_name,
-    sort_rows,
     study_row,
 )
 
@@ -121,16 +121,10 @@ def test_names_are_not_escaped_here_but_kept_verbatim() -> None:
     assert person_name(doc, "00100010") == "<script>x</script>"
 
 
-def _row(name: str, date: str = "") -> StudyRow:
-    return study_row(_doc(name, date))
-
-
-def test_sort_rows_by_name_and_date_with_blanks_last() -> None:
-    rows = [_row("beta", "20240103"), _row("", "20240101"), _row("Alpha"), _row("gamma", "2024")]
-    ascending = [r.patient_name for r in sort_rows(rows, "name", False)]
-    assert ascending == ["Alpha", "beta", "gamma", ""]
-    descending = [r.patient_name for r in sort_rows(rows, "name", True)]
-    assert descending == ["gamma", "beta", "Alpha", ""]
-    by_date = [r.study_date for r in sort_rows(rows, "date", True)]
-    assert by_date[-1] == ""
-    assert by_date[0] == "2024-01-03"
+def test_the_sort_column_becomes_the_index_order() -> None:
+    form, problems = parse_form({"sort": "name", "dir": "asc"})
+    assert not problems
+    assert form.order == StudyOrder(StudySortKey.PATIENT_NAME, descending=False)
+    assert parse_form({})[0].order == StudyOrder(StudySortKey.RECEIVED, descending=True)
+    for key in SORT_KEYS:
+        assert parse_form({"sort": key})[0].order.key == key

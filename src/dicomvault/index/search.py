@@ -13,9 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, exists, false, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session, aliased
 
 from dicomvault.dicom.attributes import Level
@@ -40,6 +52,8 @@ __all__ = [
     "SearchHit",
     "SeriesHit",
     "StudyHit",
+    "StudyOrder",
+    "StudySortKey",
     "condition_clause",
     "search_index",
     "supported_matching_keys",
@@ -95,6 +109,30 @@ def supported_matching_keys(level: Level) -> frozenset[str]:
     return frozenset(k for k, (lvl, _) in _COLUMNS.items() if _LEVEL_DEPTH[lvl] <= depth)
 
 
+class StudySortKey(StrEnum):
+    """What a study list (the worklist) can be ordered by; QIDO-RS itself has no sort."""
+
+    RECEIVED = "received"
+    DATE = "date"
+    PATIENT_NAME = "name"
+    PATIENT_ID = "patient"
+    ACCESSION = "accession"
+    MODALITIES = "modality"
+    DESCRIPTION = "description"
+
+
+@dataclass(frozen=True)
+class StudyOrder:
+    """A study-level order, sorted in SQL so that paging covers every match.
+
+    Text compares without regard to case; studies without the value come last in either
+    direction (a blank date is not "oldest"); the newest stored breaks ties.
+    """
+
+    key: StudySortKey = StudySortKey.RECEIVED
+    descending: bool = True
+
+
 @dataclass(frozen=True)
 class IndexQuery:
     """What to find: the level, the parents named in the path, matching keys and the page."""
@@ -105,6 +143,8 @@ class IndexQuery:
     series_uid: str | None = None
     limit: int = 1000
     offset: int = 0
+    # Study level only; None is the index's own order (newest stored first).
+    study_order: StudyOrder | None = None
 
 
 @dataclass(frozen=True)
@@ -170,8 +210,9 @@ _INSTANCE_COLUMNS = (
 def search_index(session: Session, scope: Scope, query: IndexQuery) -> list[SearchHit]:
     """Run ``query`` within ``scope``: one SELECT, ordered deterministically, paged in SQL.
 
-    Order: studies newest stored first; series by SeriesNumber; instances by InstanceNumber
-    (primary keys break ties), so ``limit``/``offset`` pages never overlap or skip.
+    Order: studies newest stored first (or by ``study_order``); series by SeriesNumber;
+    instances by InstanceNumber (primary keys break ties), so ``limit``/``offset`` pages never
+    overlap or skip.
     """
     if query.limit < 1 or query.offset < 0:
         raise BadRequest("limit must be at least 1 and offset not negative")
@@ -189,7 +230,9 @@ def _statement(scope: Scope, query: IndexQuery, dialect: str) -> Select[*tuple[A
         statement: Select[*tuple[Any, ...]] = select(*_STUDY_COLUMNS).where(
             in_scope(Level.STUDY, Study.tenant)
         )
-        order: list[Any] = [Study.pk.desc()]
+        order: list[Any] = _study_order(query.study_order or StudyOrder())
+    elif query.study_order is not None:
+        raise BadRequest("only a study list can be sorted")
     elif level is Level.SERIES:
         statement = (
             select(*_STUDY_COLUMNS, *_SERIES_COLUMNS)
@@ -224,6 +267,36 @@ def _statement(scope: Scope, query: IndexQuery, dialect: str) -> Select[*tuple[A
     for match in query.matches:
         statement = statement.where(_match_clause(match, level, tenants, dialect))
     return statement.order_by(*order)
+
+
+# The columns each sort key compares, most significant first. The patient name sorts by its
+# upper-cased copy (made in Python at ingest, so it folds every script's case, where SQLite's
+# lower() folds ASCII only).
+_SORT_COLUMNS: Mapping[StudySortKey, tuple[Any, ...]] = {
+    StudySortKey.DATE: (Study.study_date, Study.study_time),
+    StudySortKey.PATIENT_NAME: (Study.patient_name_fuzzy,),
+    StudySortKey.PATIENT_ID: (Study.patient_id,),
+    StudySortKey.ACCESSION: (Study.accession_number,),
+    StudySortKey.MODALITIES: (Study.modalities_in_study,),
+    StudySortKey.DESCRIPTION: (Study.study_description,),
+}
+_CASE_FOLDED = frozenset({StudySortKey.PATIENT_NAME, StudySortKey.DATE})
+
+
+def _study_order(order: StudyOrder) -> list[Any]:
+    """ORDER BY terms for ``order``: blanks last, then the values, then newest stored first."""
+    if order.key is StudySortKey.RECEIVED:
+        return [Study.pk.desc() if order.descending else Study.pk.asc()]
+    columns = _SORT_COLUMNS[order.key]
+    blank = func.coalesce(columns[0], "") == ""
+    terms: list[Any] = [case((blank, 1), else_=0)]
+    for column in columns:
+        value: ColumnElement[Any] = func.coalesce(column, "")
+        if order.key not in _CASE_FOLDED:
+            value = func.lower(value)
+        terms.append(value.desc() if order.descending else value.asc())
+    terms.append(Study.pk.desc())
+    return terms
 
 
 class _ScopeFilter:

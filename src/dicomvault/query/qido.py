@@ -28,7 +28,13 @@ from dicomvault.dicom.attributes import (
 from dicomvault.dicom.matching import AttributeMatch, InvalidMatchValue, parse_condition
 from dicomvault.errors import BadRequest
 from dicomvault.index.scope import Scope
-from dicomvault.index.search import IndexQuery, SearchHit, search_index, supported_matching_keys
+from dicomvault.index.search import (
+    IndexQuery,
+    SearchHit,
+    StudyOrder,
+    search_index,
+    supported_matching_keys,
+)
 
 __all__ = ["QidoRequest", "parse_qido_request", "search"]
 
@@ -234,8 +240,8 @@ async def search(
     return search_results(request, hits, base_url=base_url)
 
 
-def index_query(request: QidoRequest) -> IndexQuery:
-    """The index search a parsed QIDO-RS request asks for."""
+def index_query(request: QidoRequest, study_order: StudyOrder | None = None) -> IndexQuery:
+    """The index search a parsed QIDO-RS request asks for (in ``study_order``, for a list)."""
     return IndexQuery(
         level=request.level,
         matches=request.conditions,
@@ -243,6 +249,7 @@ def index_query(request: QidoRequest) -> IndexQuery:
         series_uid=request.series_uid,
         limit=request.limit,
         offset=request.offset,
+        study_order=study_order,
     )
 
 

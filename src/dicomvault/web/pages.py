@@ -25,7 +25,6 @@ from dicomvault.web.errors import PageRoute
 from dicomvault.web.navigation import safe_next
 from dicomvault.web.rendering import render
 from dicomvault.web.worklist import (
-    DEFAULT_SORT,
     PAGE_SIZES,
     SORT_KEYS,
     StudyRow,
@@ -35,7 +34,6 @@ from dicomvault.web.worklist import (
     first_value,
     parse_form,
     person_name,
-    sort_rows,
     study_row,
     text_value,
 )
@@ -96,10 +94,7 @@ class WorklistResult:
     form: WorklistForm
     rows: list[StudyRow]
     has_more: bool = False
-    # Sorted by other than arrival and more studies matched than the sort window holds.
-    truncated: bool = False
     problems: tuple[str, ...] = ()
-    window: int = 0
 
     @property
     def first(self) -> int:
@@ -111,31 +106,20 @@ class WorklistResult:
 
 
 async def search_worklist(request: Request, form: WorklistForm) -> WorklistResult:
-    """One scoped study query. Arrival order (the index's own) pages in SQL; any other order
-    sorts at most ``worklist_sort_window`` matches here and says so when more matched."""
+    """One scoped study query, sorted and paged in SQL whatever the column (one row more than
+    the page, to know whether there is a next one)."""
     services = services_of(request)
-    window = services.settings.worklist_sort_window
-    windowed = form.sort != DEFAULT_SORT or not form.descending
-    limit, offset = (window + 1, 0) if windowed else (form.limit + 1, form.offset)
-    params = [*form.qido_parameters(), ("limit", str(limit)), ("offset", str(offset))]
+    limit = form.limit + 1
+    params = [*form.qido_parameters(), ("limit", str(limit)), ("offset", str(form.offset))]
     try:
         query = parse_qido_request(Level.STUDY, params, default_limit=limit, max_limit=limit)
     except BadRequest as error:
         return WorklistResult(form, [], problems=(error.message,))
-    documents = await run_query(services.db, scope_of(request), query, dicomweb_base(request))
-    rows = [study_row(d) for d in documents]
-    if not windowed:
-        return WorklistResult(form, rows[: form.limit], has_more=len(rows) > form.limit)
-    truncated = len(rows) > window
-    rows = rows[:window]
-    if form.sort == DEFAULT_SORT:
-        rows.reverse()  # oldest stored first, within the window
-    else:
-        rows = sort_rows(rows, form.sort, form.descending)
-    end = form.offset + form.limit
-    return WorklistResult(
-        form, rows[form.offset : end], len(rows) > end, truncated=truncated, window=window
+    documents = await run_query(
+        services.db, scope_of(request), query, dicomweb_base(request), form.order
     )
+    rows = [study_row(d) for d in documents]
+    return WorklistResult(form, rows[: form.limit], has_more=len(rows) > form.limit)
 
 
 async def _worklist(request: Request) -> WorklistResult:

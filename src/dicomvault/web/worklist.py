@@ -11,27 +11,29 @@ C.2.2.2), the same tenant isolation, never SQL here.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
+
+from dicomvault.index.search import StudyOrder, StudySortKey
 
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
 _DATE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 _MAX_TEXT = 64  # LO/PN values are at most 64 characters (PS3.5 6.2)
 
-# Columns the list can be sorted by: key -> (label, DICOM keyword of the value compared).
+# Columns the list can be sorted by: key (a StudySortKey, as the URL carries it) -> label.
 SORT_KEYS: Mapping[str, str] = {
-    "received": "Received",
-    "date": "Study date",
-    "name": "Patient name",
-    "patient": "Patient ID",
-    "accession": "Accession",
-    "modality": "Modalities",
-    "description": "Description",
+    StudySortKey.RECEIVED: "Received",
+    StudySortKey.DATE: "Study date",
+    StudySortKey.PATIENT_NAME: "Patient name",
+    StudySortKey.PATIENT_ID: "Patient ID",
+    StudySortKey.ACCESSION: "Accession",
+    StudySortKey.MODALITIES: "Modalities",
+    StudySortKey.DESCRIPTION: "Description",
 }
-DEFAULT_SORT = "received"  # newest stored first: the index's own order, paged in SQL
+DEFAULT_SORT = StudySortKey.RECEIVED.value  # newest stored first: the index's own order
 
 # What each row shows (PS3.18 10.6.1.2 includefield), beyond the study level's defaults.
 INCLUDE_FIELDS = (
@@ -59,6 +61,11 @@ class WorklistForm:
     descending: bool = True
     limit: int = DEFAULT_PAGE_SIZE
     offset: int = 0
+
+    @property
+    def order(self) -> StudyOrder:
+        """The order the index sorts in (every column sorts in SQL, so paging covers all)."""
+        return StudyOrder(StudySortKey(self.sort), self.descending)
 
     @property
     def has_filters(self) -> bool:
@@ -283,28 +290,3 @@ def study_row(document: Mapping[str, Any]) -> StudyRow:
         series_count=_int_value(document, "00201206"),
         instance_count=_int_value(document, "00201208"),
     )
-
-
-def _text_key(attribute: Callable[[StudyRow], str]) -> Callable[[StudyRow], tuple[bool, str]]:
-    # Empty values sort last whatever the direction is (see sort_rows).
-    return lambda row: (attribute(row) == "", attribute(row).casefold())
-
-
-_SORTERS: Mapping[str, Callable[[StudyRow], tuple[bool, str]]] = {
-    "date": _text_key(lambda r: f"{r.study_date} {r.study_time}".strip()),
-    "name": _text_key(lambda r: r.patient_name),
-    "patient": _text_key(lambda r: r.patient_id),
-    "accession": _text_key(lambda r: r.accession),
-    "modality": _text_key(lambda r: r.modalities),
-    "description": _text_key(lambda r: r.description),
-}
-
-
-def sort_rows(rows: Sequence[StudyRow], key: str, descending: bool) -> list[StudyRow]:
-    """Rows in the order asked for; rows without the value stay at the end either way."""
-    if key not in _SORTERS:
-        return list(rows)
-    sorter = _SORTERS[key]
-    present = [r for r in rows if not sorter(r)[0]]
-    missing = [r for r in rows if sorter(r)[0]]
-    return sorted(present, key=lambda r: sorter(r)[1], reverse=descending) + missing

@@ -192,6 +192,38 @@ def test_successful_logins_do_not_use_up_the_failed_login_budget(single_api: Api
         single_api.login(account.username)
 
 
+def test_failed_refreshes_are_limited_per_address(single_api: Api) -> None:
+    """Guessing refresh tokens, over the token endpoint or the browser's renewal route."""
+    account = single_api.user(["technician"], ["default"], prefix="renewer")
+
+    def refresh(token: str, address: str) -> httpx.Response:
+        return single_api.token_request(
+            {"grant_type": "refresh_token", "refresh_token": token},
+            headers={"X-Forwarded-For": address},
+        )
+
+    # Successful renewals cost nothing.
+    token = single_api.login(account.username)["refresh_token"]
+    for _ in range(12):
+        renewed = refresh(token, "10.8.0.1")
+        assert renewed.status_code == 200
+        token = renewed.json()["refresh_token"]
+    for guess in range(10):
+        assert refresh(f"guess-{guess}", "10.8.0.1").status_code == 400
+    refused = refresh(token, "10.8.0.1")  # even a good one, from that address
+    assert refused.status_code == 429 and "renewals" in refused.json()["detail"]
+    assert int(refused.headers["retry-after"]) >= 1
+    cookies = {"dv_refresh": "guess", "dv_csrf": "c"}
+    with httpx.Client(base_url=single_api.server.base_url, cookies=cookies, timeout=30) as page:
+        held = page.post(
+            "/api/v1/auth/session/refresh",
+            headers={"X-CSRF-Token": "c", "X-Forwarded-For": "10.8.0.1"},
+        )
+    assert held.status_code == 429
+    # The session itself is untouched, and renews from elsewhere.
+    assert refresh(token, "10.8.0.2").status_code == 200
+
+
 # -- two servers, one Redis ------------------------------------------------------------------------
 @dataclass
 class Pair:

@@ -73,20 +73,33 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return (unquote(client_id), unquote(secret)) if sep else None
 
 
-async def _limit_failed_logins(request: Request, keys: list[str], *, failed: bool) -> None:
+async def _limit_failed_logins(
+    request: Request, keys: list[str], *, failed: bool, what: str = "logins"
+) -> None:
     """Failed logins are limited per account and per source address (cost only on failure)."""
     services = get_services(request)
     plan = services.login_rate_plan
     for key in keys:
         decision = await services.rate_limiter.hit(key, plan, dry_run=not failed)
         if not decision.allowed:
-            error = TooManyRequests("too many failed logins; try again later")
+            error = TooManyRequests(f"too many failed {what}; try again later")
             error.headers = rate_limit_headers(decision, plan)
             raise error
 
 
 def _login_keys(request: Request, account: str) -> list[str]:
     return [f"login:account:{account}", f"login:ip:{client_address(request) or '?'}"]
+
+
+async def _refresh_grant(request: Request, refresh_token: str) -> Grant:
+    """A refresh token is guessed no more freely than a password: failures cost per address."""
+    keys = [f"refresh:ip:{client_address(request) or '?'}"]
+    await _limit_failed_logins(request, keys, failed=False, what="renewals")
+    try:
+        return await get_services(request).auth.refresh_grant(refresh_token)
+    except OAuthError:
+        await _limit_failed_logins(request, keys, failed=True, what="renewals")
+        raise
 
 
 _FORM = "application/x-www-form-urlencoded"
@@ -154,7 +167,7 @@ async def token(
         elif grant_type == "refresh_token":
             if not refresh_token:
                 raise OAuthError("invalid_request", "refresh_token is required")
-            grant = await get_services(request).auth.refresh_grant(refresh_token)
+            grant = await _refresh_grant(request, refresh_token)
         elif not grant_type:
             raise OAuthError("invalid_request", "grant_type is required")
         else:
@@ -250,7 +263,7 @@ async def session_refresh(request: Request) -> Response:
         return _oauth_error(OAuthError("invalid_grant", "no browser session to renew"))
     check_csrf(request)  # a cookie is a credential the browser sends by itself
     try:
-        grant = await services.auth.refresh_grant(refresh_token)
+        grant = await _refresh_grant(request, refresh_token)
     except RefreshTokenReused as error:
         request.state.security_alert = "refresh token reuse"
         response = _oauth_error(error)

@@ -30,7 +30,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
 from pydicom.multival import MultiValue
-from pydicom.uid import UID, AllTransferSyntaxes
+from pydicom.uid import UID, AllTransferSyntaxes, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from dicomvault.dicom.dicomjson import (
@@ -76,7 +76,7 @@ __all__ = [
 ]
 
 PREAMBLE_LENGTH = 128
-DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: str = DeflatedExplicitVRLittleEndian
 _MAX_META_BYTES = 1024 * 1024
 _LONG_VRS = frozenset(vr.encode("ascii") for vr in EXPLICIT_VR_LENGTH_32)
 _KNOWN_VRS = frozenset(str(vr).encode("ascii") for vr in VR if len(str(vr)) == 2)

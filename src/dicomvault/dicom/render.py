@@ -38,7 +38,7 @@ from pydicom.pixels.processing import (
     apply_windowing,
     convert_color_space,
 )
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from dicomvault.dicom.gif import AnimatedGif
 from dicomvault.dicom.image_checks import (
@@ -78,7 +78,6 @@ GIF = "image/gif"
 #: What the origin server renders to (PS3.18 Table 8.7.4-1: JPEG default, PNG and GIF required).
 RENDERED_MEDIA_TYPES = (JPEG, PNG, GIF)
 VOI_FUNCTIONS = frozenset({"LINEAR", "LINEAR_EXACT", "SIGMOID"})
-DEFLATED = "1.2.840.10008.1.2.1.99"
 #: Largest side of an output image (JPEG's limit is 65,535; a GIF's too).
 MAX_OUTPUT_SIDE = 16384
 _CHUNK_SAMPLES = 1 << 20  # grayscale arithmetic runs on this many samples at a time
@@ -202,7 +201,7 @@ def decode_frame(
         _replace(ds, "PixelData", frame.data, "OB" if int(header.BitsAllocated) <= 8 else "OW")
         _replace(ds, "NumberOfFrames", frame.frames_in_data)
         index = frame.index
-        if str(syntax) == DEFLATED:
+        if syntax == DeflatedExplicitVRLittleEndian:
             syntax = ExplicitVRLittleEndian  # the caller has inflated the data set
             ds.file_meta = FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = syntax

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 # PS3.5 A.5: the whole data set after the File Meta Information is deflated (RFC 1951).
-DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: str = DeflatedExplicitVRLittleEndian
 NATIVE_SYNTAXES = frozenset(
     {
         "1.2.840.10008.1.2",

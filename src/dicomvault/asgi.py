@@ -40,6 +40,7 @@ def create_app(services: Services) -> FastAPI:
                 file=sys.stderr,
                 flush=True,
             )
+        await services.events.start()
         # Decoders and encoders load on first use; the first rendered image should not wait.
         await services.renderer.warm_up()
         yield

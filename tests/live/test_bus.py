@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+import anyio
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -327,6 +328,48 @@ async def test_events_that_could_not_be_published_renumber_their_tenant(redis_ur
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_replica_that_starts_makes_every_tenant_resync(redis_url: str) -> None:
+    """An earlier run may have ended between an ingest's commit and its event: every live view
+    on every replica resynchronises once, whichever tenant it follows."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    running = RedisEventBus.from_url(redis_url, prefix=prefix)
+    try:
+        await running.publish(event("north"))
+        await running.publish(event("south"))
+        await running.flush()
+        with running.subscribe({"north"}) as north, running.subscribe({"south"}) as south:
+            await listening(running, north)
+            await listening(running, south)
+            seen = {"north": north.position, "south": south.position}
+            restarted = RedisEventBus.from_url(redis_url, prefix=prefix)
+            try:
+                await restarted.start()
+                await restarted.flush()
+                for name, subscription in (("north", north), ("south", south)):
+                    with pytest.raises(SubscriptionDropped):
+                        await subscription.next_event(5)
+                    assert await running.position({name}) != seen[name]
+                # Numbering goes on from the new epochs, the same on both replicas.
+                await restarted.publish(event("north", 2))
+                await restarted.flush()
+                assert await running.position({"north"}) == await restarted.position({"north"})
+            finally:
+                await restarted.close()
+    finally:
+        await running.close()
+
+
+async def test_a_start_without_redis_does_not_wait_for_it() -> None:
+    bus = RedisEventBus.from_url("redis://127.0.0.1:1/0", publish_timeout=1.0)
+    try:
+        with anyio.fail_after(0.5):
+            await bus.start()
+        with pytest.raises(TimeoutError):
+            await bus.flush(within=0.5)  # the renumbering is still owed
+    finally:
+        await bus.close()
 
 
 async def test_losing_the_numbering_never_brings_back_an_earlier_position(redis_url: str) -> None:

@@ -218,6 +218,12 @@ class EventBus(Protocol):
     instance is already committed, and live updates are a convenience, not a record.
     """
 
+    async def start(self) -> None:
+        """At process start, before serving: make the positions of every tenant stale when
+        events of an earlier run may be lost (it may have crashed between an ingest's commit
+        and the event's publishing), so that every live view resynchronises once."""
+        ...
+
     async def publish(self, event: InstanceEvent) -> None: ...
 
     def subscribe(self, tenants: Iterable[str]) -> Subscription: ...

@@ -20,6 +20,9 @@ class InProcessEventBus:
         self._epoch = new_epoch()
         self._sequences: dict[str, int] = {}
 
+    async def start(self) -> None:
+        """Nothing to do: this process's epoch is new, no earlier position matches it."""
+
     async def publish(self, event: InstanceEvent) -> None:
         sequence = self._sequences.get(event.tenant, 0) + 1
         self._sequences[event.tenant] = sequence

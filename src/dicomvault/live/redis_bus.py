@@ -17,6 +17,9 @@ reader then drops every local subscriber, whose browsers reconnect and re-query;
 no longer match, for the numbering went on in Redis. An event that could not be published at all
 (Redis away, the outbox full) was never numbered: its tenant is given a new epoch as soon as Redis
 answers again, and every replica is told to drop that tenant's subscribers. That is the resync.
+A process that ended abruptly may have committed an instance whose event was still in its
+outbox, or not yet in it: so every process starts by renumbering every tenant (``start``), and
+every live view resynchronises once per replica start.
 """
 
 from __future__ import annotations
@@ -96,6 +99,22 @@ return 1
 """
 
 
+# KEYS: the hash, the renumbering channel. ARGV: the new epoch. Every numbered tenant at once.
+_RENUMBER_ALL_SCRIPT = """
+local fields = redis.call('HKEYS', KEYS[1])
+local count = 0
+for _, field in ipairs(fields) do
+  if string.sub(field, 1, 1) == '!' then
+    local tenant = string.sub(field, 2)
+    redis.call('HSET', KEYS[1], field, ARGV[1], tenant, 0)
+    redis.call('PUBLISH', KEYS[2], tenant)
+    count = count + 1
+  end
+end
+return count
+"""
+
+
 def read_message(payload: bytes | str) -> Sequenced:
     """A message as the publish script sends it: ``{epoch} {sequence} {event JSON}``.
 
@@ -135,6 +154,7 @@ class RedisEventBus:
         self._publish_script = client.register_script(_PUBLISH_SCRIPT)
         self._marks_script = client.register_script(_MARKS_SCRIPT)
         self._renumber_script = client.register_script(_RENUMBER_SCRIPT)
+        self._renumber_all_script = client.register_script(_RENUMBER_ALL_SCRIPT)
         self._publish_timeout = publish_timeout
         self._fanout = LocalFanout(queue_size)
         self._reader: asyncio.Task[None] | None = None
@@ -143,6 +163,7 @@ class RedisEventBus:
         self._publisher: asyncio.Task[None] | None = None
         # Tenants with an event that may not have been numbered: to be given a new epoch.
         self._lost: set[str] = set()
+        self._all_lost = False  # every tenant, as at process start
         self._none_lost = asyncio.Event()
         self._none_lost.set()
         self._listening = asyncio.Event()
@@ -157,14 +178,24 @@ class RedisEventBus:
     def channel(self, tenant: str) -> str:
         return self._prefix + tenant
 
+    async def start(self) -> None:
+        """Renumber every tenant (events of an earlier run may be lost), from the background
+        task: a Redis that is away delays it, never the start."""
+        self._all_lost = True
+        self._none_lost.clear()
+        self._ensure_publisher()
+
+    def _ensure_publisher(self) -> None:
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_forever())
+
     async def publish(self, event: InstanceEvent) -> None:
         """Queue the event for publishing and return at once: a slow or absent Redis never slows
         ingest down. A full outbox (Redis away for long) drops the event, with a warning, and
         its tenant is renumbered once Redis answers."""
         if self._closed:
             return
-        if self._publisher is None or self._publisher.done():
-            self._publisher = asyncio.get_running_loop().create_task(self._publish_forever())
+        self._ensure_publisher()
         try:
             self._outbox.put_nowait(event)
         except asyncio.QueueFull:
@@ -181,7 +212,7 @@ class RedisEventBus:
     async def _publish_forever(self) -> None:
         while True:
             await self._renumber_lost()
-            retry = _RENUMBER_RETRY_SECONDS if self._lost else None
+            retry = _RENUMBER_RETRY_SECONDS if self._lost or self._all_lost else None
             try:
                 event = await asyncio.wait_for(self._outbox.get(), retry)
             except TimeoutError:
@@ -205,6 +236,16 @@ class RedisEventBus:
     async def _renumber_lost(self) -> None:
         """A new epoch for each tenant whose event may be lost, announced to every replica:
         the positions handed out so far no longer match, the live subscribers resynchronise."""
+        if self._all_lost:
+            try:
+                async with asyncio.timeout(self._publish_timeout):
+                    await self._renumber_all_script(
+                        keys=[self._numbering_key, self._renumbered_channel], args=[new_epoch()]
+                    )
+            except (RedisError, OSError, TimeoutError):
+                return  # Redis still away: the next round tries again
+            self._all_lost = False
+            self._lost.clear()
         for tenant in sorted(self._lost):
             try:
                 async with asyncio.timeout(self._publish_timeout):

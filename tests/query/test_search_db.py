@@ -373,6 +373,30 @@ async def test_every_table_is_scoped_even_under_an_in_scope_parent(
     assert uids(series_found, "0020000E") == {series.series_uid}
 
 
+async def sqlite_plan(
+    engine: AsyncEngine, session: AsyncSession, level: Level, params: list[tuple[str, str]]
+) -> list[str]:
+    """SQLite's plan (EXPLAIN QUERY PLAN details) of the one SELECT a search runs."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        await find(session, level, params)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    [(statement, parameters)] = captured
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
+            "EXPLAIN QUERY PLAN " + statement, parameters
+        )
+        return [row[3] for row in await cursor.fetchall()]
+
+
 async def test_sqlite_plans_start_from_the_constrained_level(
     engine: AsyncEngine, session: AsyncSession
 ) -> None:
@@ -383,26 +407,25 @@ async def test_sqlite_plans_start_from_the_constrained_level(
     series = await add_series(session, study)
     await add_instance(session, study, series)
     await session.commit()
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            captured.append((statement, parameters))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", capture)
-    try:
-        await find(session, Level.INSTANCE, [("PatientID", "SYN001")])
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    [(statement, parameters)] = captured
-    async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
-            "EXPLAIN QUERY PLAN " + statement, parameters
-        )
-        plan = [row[3] for row in await cursor.fetchall()]
+    plan = await sqlite_plan(engine, session, Level.INSTANCE, [("PatientID", "SYN001")])
     assert "ix_studies_tenant_patient_id" in plan[0], plan
     assert not any("sqlite_autoindex_instances" in step for step in plan), plan
+
+
+async def test_sqlite_reads_the_study_list_in_index_order(
+    engine: AsyncEngine, session: AsyncSession
+) -> None:
+    """A page of /studies (OHIF's first request, the worklist) must not sort the whole tenant,
+    and a patient name prefix must not scan it."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans from its statistics")
+    await add_study(session, PatientID="SYN001", PatientName="Doe^John")
+    await session.commit()
+    plan = await sqlite_plan(engine, session, Level.STUDY, [("limit", "25")])
+    assert "ix_studies_tenant_pk" in plan[0], plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+    plan = await sqlite_plan(engine, session, Level.STUDY, [("PatientName", "Do*")])
+    assert "ix_studies_tenant_patient_name" in plan[0] and "patient_name>?" in plan[0], plan
 
 
 async def test_counts_and_modalities_come_from_the_study_row_not_other_tenants(

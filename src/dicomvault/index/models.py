@@ -38,6 +38,10 @@ class Study(Base):
         Index("ix_studies_tenant_patient_id", "tenant", "patient_id"),
         Index("ix_studies_tenant_date", "tenant", "study_date"),
         Index("ix_studies_tenant_accession", "tenant", "accession_number"),
+        # A study list, newest stored first, read in index order instead of sorted.
+        Index("ix_studies_tenant_pk", "tenant", "pk"),
+        # PatientName=Prefix* (wildcard matching is GLOB/LIKE with a literal prefix).
+        Index("ix_studies_tenant_patient_name", "tenant", "patient_name"),
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

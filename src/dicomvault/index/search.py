@@ -280,7 +280,8 @@ _SORT_COLUMNS: Mapping[StudySortKey, tuple[Any, ...]] = {
     StudySortKey.MODALITIES: (Study.modalities_in_study,),
     StudySortKey.DESCRIPTION: (Study.study_description,),
 }
-_CASE_FOLDED = frozenset({StudySortKey.PATIENT_NAME, StudySortKey.DATE})
+# Compared as stored: the name's copy is folded already, dates and times are digits.
+_COMPARED_AS_STORED = frozenset({StudySortKey.PATIENT_NAME, StudySortKey.DATE})
 
 
 def _study_order(order: StudyOrder) -> list[Any]:
@@ -292,7 +293,7 @@ def _study_order(order: StudyOrder) -> list[Any]:
     terms: list[Any] = [case((blank, 1), else_=0)]
     for column in columns:
         value: ColumnElement[Any] = func.coalesce(column, "")
-        if order.key not in _CASE_FOLDED:
+        if order.key not in _COMPARED_AS_STORED:
             value = func.lower(value)
         terms.append(value.desc() if order.descending else value.asc())
     terms.append(Study.pk.desc())

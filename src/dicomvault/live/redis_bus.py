@@ -237,6 +237,7 @@ class RedisEventBus:
         """A new epoch for each tenant whose event may be lost, announced to every replica:
         the positions handed out so far no longer match, the live subscribers resynchronise."""
         if self._all_lost:
+            covered = set(self._lost)  # not those lost while the script runs: they come after it
             try:
                 async with asyncio.timeout(self._publish_timeout):
                     await self._renumber_all_script(
@@ -245,7 +246,7 @@ class RedisEventBus:
             except (RedisError, OSError, TimeoutError):
                 return  # Redis still away: the next round tries again
             self._all_lost = False
-            self._lost.clear()
+            self._lost -= covered
         for tenant in sorted(self._lost):
             try:
                 async with asyncio.timeout(self._publish_timeout):

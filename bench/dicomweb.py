@@ -112,14 +112,19 @@ async def fetch(client: httpx.AsyncClient, url: str, headers: dict[str, str]) ->
         )
 
 
-async def get_json(client: httpx.AsyncClient, url: str) -> tuple[int, object]:
-    response = await client.get(url, headers={"Accept": ACCEPT_JSON})
+async def get_json_response(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    """The answer read to its last byte (what a latency measures), not yet parsed."""
+    return await client.get(url, headers={"Accept": ACCEPT_JSON})
+
+
+def json_body(response: httpx.Response) -> object:
+    """The parsed DICOM JSON of an answer: ``[]`` for 204 or empty, ``None`` if not JSON."""
     if response.status_code == 204 or not response.content:
-        return response.status_code, []
+        return []
     try:
-        return response.status_code, response.json()
+        return response.json()
     except ValueError:
-        return response.status_code, None
+        return None
 
 
 def instance_url(root: str, study: str, series: str, sop: str) -> str:

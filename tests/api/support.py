@@ -23,10 +23,10 @@ import httpx
 from tests.integration.support_data import multipart_body, stow_content_type
 from tests.support.server import ADMIN_PASSWORD, LiveServer
 
+# A second use of a refresh token this soon after the first is taken as the same renewal.
+REFRESH_REUSE_GRACE = 2.0
 # The module servers: tokens long enough for a test run; 127.0.0.1 is a trusted proxy, so a test
 # can speak for any client address through X-Forwarded-For (as a load balancer would).
-# A second use of a refresh token this soon after the first is taken as the same renewal.
-REFRESH_REUSE_GRACE = 1.5
 API_ENV = {
     "DICOMVAULT_ACCESS_TOKEN_TTL": "3600",
     "DICOMVAULT_REFRESH_REUSE_GRACE": str(REFRESH_REUSE_GRACE),

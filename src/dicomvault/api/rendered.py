@@ -33,7 +33,8 @@ from dicomvault.dicom.render import JPEG, RENDERED_MEDIA_TYPES
 from dicomvault.errors import DicomVaultError, NotAcceptable
 from dicomvault.index.scope import Scope
 from dicomvault.retrieve.conditional import etag_matches
-from dicomvault.retrieve.rendered import Renderer, RenderPlan, parse_render_options
+from dicomvault.retrieve.render_options import parse_render_options
+from dicomvault.retrieve.rendered import Renderer, RenderPlan
 from dicomvault.retrieve.service import parse_frame_list
 
 log = logging.getLogger("dicomvault.api.rendered")

@@ -1,4 +1,5 @@
-"""Rendered resources and thumbnails (PS3.18 10.4.1.1.4 / 10.4.1.1.5; parameters 8.3.5).
+"""Rendered resources and thumbnails (PS3.18 10.4.1.1.4 / 10.4.1.1.5; the parameters of 8.3.5
+are parsed in ``retrieve/render_options.py``).
 
 A request is first *planned* from the index alone (scoped lookup, no blob read): which instance
 and frames make each image of the response, and its strong ETag, a hash of the blobs' SHA-256,
@@ -28,8 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,13 +57,10 @@ from dicomvault.dicom.image_checks import (
 from dicomvault.dicom.problems import DicomProblem
 from dicomvault.dicom.render import (
     GIF,
-    MAX_OUTPUT_SIDE,
     RENDERED_MEDIA_TYPES,
-    VOI_FUNCTIONS,
     EncodedFrame,
     RenderOptions,
     Viewport,
-    Window,
     frame_duration_ms,
     output_size,
     render_frame,
@@ -83,7 +80,6 @@ from dicomvault.retrieve.service import (
 # Part of every ETag: a new renderer or decoder may render the same pixels differently
 # (2: animated GIFs written frame by frame).
 RENDER_VERSION = f"2;pydicom {pydicom.__version__};pillow {PIL.__version__}"
-THUMBNAIL_VIEWPORT = Viewport(128, 128)
 _MAX_HEADER_BYTES = 64 * 1024 * 1024
 _EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 # Stored frames of an animation read from the blob at a time (several small frames per read).
@@ -101,107 +97,6 @@ class RenderLimits:
     max_frames: int
     max_response_samples: int
     concurrency: int
-
-
-# --------------------------------------------------------------------------------------------
-# Query parameters (PS3.18 8.3.5.1)
-
-
-def parse_render_options(
-    params: Iterable[tuple[str, str]],
-    media_type: str,
-    *,
-    thumbnail: bool,
-    max_output_samples: int,
-) -> RenderOptions:
-    """``window``, ``viewport`` and ``quality`` into :class:`RenderOptions`; 400 for bad values.
-
-    ``annotation``, ``charset``, ``iccprofile`` and unknown parameters are ignored (PS3.18 8.3:
-    an origin server ignores parameters it does not support). A thumbnail takes ``viewport``
-    only and is never enlarged past the image unless a viewport is given.
-    """
-    seen: dict[str, str] = {}
-    for name, value in params:
-        key = name.strip().lower()
-        if key in ("window", "viewport", "quality"):
-            if key in seen:
-                raise BadRequest(f"{key} may be given only once")
-            seen[key] = value
-    viewport = _viewport(seen["viewport"], max_output_samples) if "viewport" in seen else None
-    if thumbnail:
-        return RenderOptions(
-            media_type=media_type,
-            viewport=viewport or THUMBNAIL_VIEWPORT,
-            upscale=viewport is not None,
-        )
-    window = _window(seen["window"]) if "window" in seen else None
-    quality = _quality(seen["quality"]) if "quality" in seen else 90
-    return RenderOptions(media_type=media_type, window=window, viewport=viewport, quality=quality)
-
-
-def _values(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",")]
-
-
-def _float(text: str, name: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise BadRequest(f"{name} must be a number") from None
-    if not math.isfinite(value):
-        raise BadRequest(f"{name} must be a finite number")
-    return value
-
-
-def _integer(text: str, name: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer") from None
-
-
-def _window(text: str) -> Window:
-    """``center,width[,function]`` with function ``linear`` (default), ``linear-exact`` or
-    ``sigmoid`` (PS3.18 8.3.5.1.4); the PS3.3 spellings (``LINEAR_EXACT``) are accepted too."""
-    parts = _values(text)
-    if len(parts) not in (2, 3):
-        raise BadRequest("window must be center,width,function")
-    center = _float(parts[0], "window center")
-    width = _float(parts[1], "window width")
-    function = (parts[2] if len(parts) == 3 and parts[2] else "linear").upper().replace("-", "_")
-    if function not in VOI_FUNCTIONS:
-        raise BadRequest("window function must be linear, linear-exact or sigmoid")
-    if function == "LINEAR" and width < 1:
-        raise BadRequest("a linear window must be at least 1 wide (PS3.3 C.11.2.1.2.1)")
-    if width <= 0:
-        raise BadRequest("the window width must be positive")
-    return Window(center, width, function)
-
-
-def _viewport(text: str, max_output_samples: int) -> Viewport:
-    """``vw,vh`` or ``vw,vh,sx,sy,sw,sh`` (PS3.18 8.3.5.1.3); region values may be empty."""
-    parts = _values(text)
-    if len(parts) not in (2, 6):
-        raise BadRequest("viewport must be vw,vh or vw,vh,sx,sy,sw,sh")
-    width, height = (_integer(p, "viewport size") for p in parts[:2])
-    if not (1 <= width <= MAX_OUTPUT_SIDE and 1 <= height <= MAX_OUTPUT_SIDE):
-        raise BadRequest(f"viewport width and height must be 1 to {MAX_OUTPUT_SIDE}")
-    if width * height > max_output_samples:
-        raise BadRequest("the viewport is larger than this server renders")
-    region = [None if p == "" else _integer(p, "viewport region") for p in parts[2:]]
-    sx, sy, sw, sh = region or [None] * 4
-    if (sx is not None and sx < 0) or (sy is not None and sy < 0):
-        raise BadRequest("viewport sx and sy must not be negative")
-    if sw == 0 or sh == 0:
-        raise BadRequest("viewport sw and sh must not be zero")
-    return Viewport(width, height, sx, sy, sw, sh)
-
-
-def _quality(text: str) -> int:
-    value = _integer(text, "quality")
-    if not 1 <= value <= 100:
-        raise BadRequest("quality must be 1 to 100")
-    return value
 
 
 # --------------------------------------------------------------------------------------------

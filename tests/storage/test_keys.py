@@ -25,7 +25,19 @@ def test_blob_key_accepts_a_64_char_uid() -> None:
 @pytest.mark.parametrize("position", [1, 2, 3])
 @pytest.mark.parametrize(
     "uid",
-    ["../../x", "1.2/../3", "1." + "2" * 63, "", "1..2", ".1.2", "1.2.", "1.2a", "1.2\x00", " 1.2"],
+    [
+        "../../x",
+        "1.2/../3",
+        "1." + "2" * 63,
+        "",
+        "1..2",
+        ".1.2",
+        "1.2.",
+        "1.2a",
+        "1.2\x00",
+        " 1.2",
+        "1.2\n",
+    ],
     ids=repr,
 )
 def test_blob_key_rejects_bad_uids(position: int, uid: str) -> None:
@@ -47,7 +59,7 @@ def test_blob_key_rejects_bad_tenants(tenant: str) -> None:
 
 @pytest.mark.parametrize(
     "sha256",
-    ["", "abc", "g" * 64, "ABCDEF0123456789" * 4, "../../x" + "0" * 16, "0" * 65],
+    ["", "abc", "g" * 64, "ABCDEF0123456789" * 4, "../../x" + "0" * 16, "0" * 65, "0" * 16 + "\n"],
     ids=repr,
 )
 def test_blob_key_rejects_non_hex_hashes(sha256: str) -> None:

@@ -12,8 +12,9 @@ from typing import Protocol
 
 from dicomvault.config import is_valid_tenant_name
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_HEX = re.compile(r"^[0-9a-f]{16,64}$")
+# Matched with fullmatch: "$" alone would also accept a value ending in a newline.
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+_HEX = re.compile(r"[0-9a-f]{16,64}")
 
 
 class BlobNotFound(Exception):
@@ -33,9 +34,9 @@ def blob_key(tenant: str, study_uid: str, series_uid: str, sop_uid: str, sha256:
     if not is_valid_tenant_name(tenant):
         raise InvalidBlobKey("tenant")
     for uid in (study_uid, series_uid, sop_uid):
-        if not _UID.match(uid) or len(uid) > 64:
+        if not _UID.fullmatch(uid) or len(uid) > 64:
             raise InvalidBlobKey("uid")
-    if not _HEX.match(sha256):
+    if not _HEX.fullmatch(sha256):
         raise InvalidBlobKey("sha256")
     return f"{tenant}/{study_uid}/{series_uid}/{sop_uid}/{sha256[:16]}.dcm"
 

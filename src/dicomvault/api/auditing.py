@@ -74,7 +74,7 @@ def _correlation_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             candidate = bytes(value).decode("latin-1")
-            if _REQUEST_ID.match(candidate):
+            if _REQUEST_ID.fullmatch(candidate):
                 return candidate
     return uuid.uuid4().hex
 

@@ -80,8 +80,8 @@ class AccessLogMiddleware:
             harmless = (
                 segment == ""
                 or segment in words
-                or _NUMERIC.match(segment) is not None
-                or _TAG.match(segment) is not None
+                or _NUMERIC.fullmatch(segment) is not None
+                or _TAG.fullmatch(segment) is not None
                 or (segment == tenant and _TENANT.fullmatch(segment) is not None)
             )
             kept.append(segment if harmless else REDACTED)

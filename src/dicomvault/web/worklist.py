@@ -180,7 +180,7 @@ def _date(raw: str, label: str, problems: list[str]) -> str:
     raw = raw.strip()
     if not raw:
         return ""
-    match = _DATE.match(raw)
+    match = _DATE.fullmatch(raw)
     if match is None:
         problems.append(f"{label} must be a date (YYYY-MM-DD)")
         return ""

@@ -109,6 +109,7 @@ def import_(
     async def run() -> Any:
         services = build_services(settings)
         try:
+            await services.events.start()  # an earlier import or server may have lost events
             if not await services.identities.tenants_exist([target]):
                 await services.identities.ensure_tenant(target)
                 await _audit_cli(services, "SECURITY_CONFIGURATION_CHANGE", "import: new tenant")

@@ -109,10 +109,10 @@ class Settings(BaseSettings):
     jwt_audience: str = "dicomvault"
     access_token_ttl: int = Field(default=900, ge=30)
     refresh_token_ttl: int = Field(default=14 * 24 * 3600, ge=60)
-    # Seconds after a refresh token's first use in which it is accepted once more as the same
-    # renewal (two browser tabs renewing at one instant, a retry after a lost response) instead
-    # of being taken for a stolen copy, which revokes the session (the "grace period" of Okta,
-    # the "reuse interval" of Auth0). 0: any second use revokes.
+    # Seconds after a refresh token's first use in which it is accepted again (and rotated each
+    # time) as the same client renewing (two browser tabs at one instant, a retry after a lost
+    # answer) instead of being taken for a stolen copy, which revokes the session (the "grace
+    # period" of Okta, the "reuse interval" of Auth0). 0: any second use revokes.
     refresh_reuse_grace: float = Field(default=20.0, ge=0, le=300)
     # The first start creates user "admin" with this password, or a random one printed once.
     admin_password: str | None = None

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dicomvault.dicom.attributes import Level
@@ -492,6 +492,28 @@ async def test_a_study_list_sorts_in_sql_case_folded_with_blanks_last(
     first = await sorted_studies(session, StudyOrder(by_name, False), limit=2)
     rest = await sorted_studies(session, StudyOrder(by_name, False), limit=10, offset=2)
     assert [*first, *rest] == [*ascending, *blanks]
+
+
+async def test_names_sort_character_by_character_whatever_the_collation(
+    engine: AsyncEngine, session: AsyncSession
+) -> None:
+    """Family names stay together: ``DOE JANE``, ``DOE^JOHN``, ``DOE^ZED``, then ``DOEB``."""
+    if engine.dialect.name == "postgresql":
+        # The test server's databases use the C locale; a hospital's may not.
+        found = await session.execute(
+            text("SELECT collname FROM pg_collation WHERE collname IN ('en_US.utf8', 'en_US')")
+        )
+        names = [row[0] for row in found]
+        if not names:
+            pytest.skip("no en_US collation on this PostgreSQL server")
+        column = "ALTER TABLE studies ALTER COLUMN patient_name_fuzzy"
+        await session.execute(text(f'{column} TYPE text COLLATE "{names[0]}"'))
+    stored = {}
+    for i, name in enumerate(["DOEX", "DOE^ZED", "DOEB", "DOE^JOHN", "DOE JANE"]):
+        stored[name] = (await add_study(session, PatientID=f"SORT{i}", PatientName=name)).study_uid
+    expected = [stored[n] for n in ("DOE JANE", "DOE^JOHN", "DOE^ZED", "DOEB", "DOEX")]
+    order = StudyOrder(StudySortKey.PATIENT_NAME, descending=False)
+    assert await sorted_studies(session, order) == expected
 
 
 async def test_a_study_list_sorts_by_date_then_time_and_by_arrival(session: AsyncSession) -> None:

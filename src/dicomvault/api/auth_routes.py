@@ -92,13 +92,19 @@ def _login_keys(request: Request, account: str) -> list[str]:
 
 
 async def _refresh_grant(request: Request, refresh_token: str) -> Grant:
-    """A refresh token is guessed no more freely than a password: failures cost per address."""
+    """A refresh token is guessed no more freely than a password: failures cost per address.
+
+    A failure is counted, never turned into a 429 itself: a reused token must still answer as
+    reuse (its Security Alert, its cleared cookies); the next attempt meets the limit.
+    """
+    services = get_services(request)
     keys = [f"refresh:ip:{client_address(request) or '?'}"]
     await _limit_failed_logins(request, keys, failed=False, what="renewals")
     try:
-        return await get_services(request).auth.refresh_grant(refresh_token)
+        return await services.auth.refresh_grant(refresh_token)
     except OAuthError:
-        await _limit_failed_logins(request, keys, failed=True, what="renewals")
+        for key in keys:
+            await services.rate_limiter.hit(key, services.login_rate_plan)
         raise
 
 

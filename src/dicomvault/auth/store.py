@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -259,19 +259,26 @@ class IdentityStore:
     ) -> tuple[str, int | None, str | None]:
         """Mark a refresh token used; (outcome, user pk, family). Reuse revokes the family.
 
-        A second use within ``reuse_grace`` seconds of the first is the same client renewing
-        twice (two tabs sharing the cookie, a retry after a lost answer), not a thief: it
-        rotates like the first. A revoked token never passes.
+        A use within ``reuse_grace`` seconds of the first is the same client renewing again
+        (two tabs sharing the cookie, a retry after a lost answer), not a thief: it rotates like
+        the first, as often as it comes in that time. A revoked token never passes.
+
+        On PostgreSQL the uses of one family are serialised by a transaction-scoped advisory
+        lock on the family, taken before the token is read: two uses of one token cannot both
+        see it unused, and two reuses in one family cannot deadlock revoking it. (SQLite has
+        one writer: its write transactions are serial already.)
         """
         digest = token_digest(token)
         now = datetime.now(UTC)
 
         def work(session: Session) -> tuple[str, int | None, str | None]:
-            row = session.execute(
-                select(RefreshToken).where(RefreshToken.token_hash == digest).with_for_update()
-            ).scalar_one_or_none()
+            by_digest = select(RefreshToken).where(RefreshToken.token_hash == digest)
+            row = session.execute(by_digest).scalar_one_or_none()
             if row is None:
                 return RefreshOutcome.UNKNOWN, None, None
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(select(func.pg_advisory_xact_lock(func.hashtext(row.family))))
+                session.refresh(row)  # as it is now that no other use of the family is running
             if row.revoked or (row.used and not _within(row.used_at, now, reuse_grace)):
                 session.execute(
                     update(RefreshToken)
@@ -331,5 +338,5 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _within(used_at: datetime | None, now: datetime, grace: float) -> bool:
-    """Whether a used token's first use is recent enough for it to pass once more."""
+    """Whether a used token's first use is recent enough for it to pass again."""
     return used_at is not None and (now - _aware(used_at)).total_seconds() <= grace

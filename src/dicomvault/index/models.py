@@ -40,8 +40,14 @@ class Study(Base):
         Index("ix_studies_tenant_accession", "tenant", "accession_number"),
         # A study list, newest stored first, read in index order instead of sorted.
         Index("ix_studies_tenant_pk", "tenant", "pk"),
-        # PatientName=Prefix* (wildcard matching is GLOB/LIKE with a literal prefix).
-        Index("ix_studies_tenant_patient_name", "tenant", "patient_name"),
+        # PatientName=Prefix* (wildcard matching is GLOB/LIKE with a literal prefix; on
+        # PostgreSQL a LIKE prefix uses a btree in any locale only with text_pattern_ops).
+        Index(
+            "ix_studies_tenant_patient_name",
+            "tenant",
+            "patient_name",
+            postgresql_ops={"patient_name": "text_pattern_ops"},
+        ),
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

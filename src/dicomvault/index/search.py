@@ -230,7 +230,7 @@ def _statement(scope: Scope, query: IndexQuery, dialect: str) -> Select[*tuple[A
         statement: Select[*tuple[Any, ...]] = select(*_STUDY_COLUMNS).where(
             in_scope(Level.STUDY, Study.tenant)
         )
-        order: list[Any] = _study_order(query.study_order or StudyOrder())
+        order: list[Any] = _study_order(query.study_order or StudyOrder(), dialect)
     elif query.study_order is not None:
         raise BadRequest("only a study list can be sorted")
     elif level is Level.SERIES:
@@ -284,8 +284,14 @@ _SORT_COLUMNS: Mapping[StudySortKey, tuple[Any, ...]] = {
 _COMPARED_AS_STORED = frozenset({StudySortKey.PATIENT_NAME, StudySortKey.DATE})
 
 
-def _study_order(order: StudyOrder) -> list[Any]:
-    """ORDER BY terms for ``order``: blanks last, then the values, then newest stored first."""
+def _study_order(order: StudyOrder, dialect: str) -> list[Any]:
+    """ORDER BY terms for ``order``: blanks last, then the values, then newest stored first.
+
+    Values compare character by character on both databases (PostgreSQL's ``C`` collation, as
+    SQLite does): a locale's collation would skip ``^`` and spaces and interleave family names
+    (``DOEB`` between ``DOE JANE`` and ``DOE^JOHN``). A name's ``^`` compares as a space, so
+    that ``DOE^ZED`` comes before ``DOEB``.
+    """
     if order.key is StudySortKey.RECEIVED:
         return [Study.pk.desc() if order.descending else Study.pk.asc()]
     columns = _SORT_COLUMNS[order.key]
@@ -295,6 +301,11 @@ def _study_order(order: StudyOrder) -> list[Any]:
         value: ColumnElement[Any] = func.coalesce(column, "")
         if order.key not in _COMPARED_AS_STORED:
             value = func.lower(value)
+        if order.key is StudySortKey.PATIENT_NAME:
+            # The component separator before any letter: family names first, as people read.
+            value = func.replace(value, "^", " ")
+        if dialect == "postgresql":
+            value = value.collate("C")
         terms.append(value.desc() if order.descending else value.asc())
     terms.append(Study.pk.desc())
     return terms

@@ -235,30 +235,33 @@ class RedisEventBus:
 
     async def _renumber_lost(self) -> None:
         """A new epoch for each tenant whose event may be lost, announced to every replica:
-        the positions handed out so far no longer match, the live subscribers resynchronise."""
+        the positions handed out so far no longer match, the live subscribers resynchronise.
+
+        What is renumbered is taken off the list before the script runs, so that a tenant losing
+        another event meanwhile is listed again (and renumbered again, after it); what could not
+        be renumbered goes back on the list for the next round.
+        """
         if self._all_lost:
-            covered = set(self._lost)  # not those lost while the script runs: they come after it
-            try:
-                async with asyncio.timeout(self._publish_timeout):
-                    await self._renumber_all_script(
-                        keys=[self._numbering_key, self._renumbered_channel], args=[new_epoch()]
-                    )
-            except (RedisError, OSError, TimeoutError):
+            self._all_lost, covered, self._lost = False, self._lost, set()
+            if not await self._run_renumbering(self._renumber_all_script, [new_epoch()]):
+                self._all_lost = True
+                self._lost |= covered
                 return  # Redis still away: the next round tries again
-            self._all_lost = False
-            self._lost -= covered
-        for tenant in sorted(self._lost):
-            try:
-                async with asyncio.timeout(self._publish_timeout):
-                    await self._renumber_script(
-                        keys=[self._numbering_key, self._renumbered_channel],
-                        args=[tenant, new_epoch()],
-                    )
-            except (RedisError, OSError, TimeoutError):
-                return  # Redis still away: the next round tries again
+        while self._lost:
+            tenant = min(self._lost)
             self._lost.discard(tenant)
-        if not self._lost:
-            self._none_lost.set()
+            if not await self._run_renumbering(self._renumber_script, [tenant, new_epoch()]):
+                self._lost.add(tenant)
+                return
+        self._none_lost.set()
+
+    async def _run_renumbering(self, script: Any, args: list[str]) -> bool:
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await script(keys=[self._numbering_key, self._renumbered_channel], args=args)
+        except (RedisError, OSError, TimeoutError):
+            return False
+        return True
 
     def subscribe(self, tenants: Iterable[str]) -> Subscription:
         if self._closed:

@@ -5,14 +5,17 @@
  * renewed finds the later time and waits again, and a random delay keeps tabs from renewing at
  * the same instant (the server takes a second use of a refresh token within its reuse grace,
  * 20 s by default, as the same renewal; later, as a stolen copy that ends the session). A failed
- * fetch is retried well within that grace, in case the renewal took place but its answer was
- * lost. When the session cannot be renewed (logged out, refresh cookie expired), nothing
- * happens here: the next request meets the login page as before. Plain script, no
- * dependencies. */
+ * fetch is retried after 2, 4 and 8 s — within that grace, in case the renewal took place but
+ * its answer was lost — and then every 30 s (the network may simply be down; a renewal that
+ * reached the server but whose answer never came back cannot be saved after the grace, for
+ * every tab still holds the spent cookie). When the session cannot be renewed (logged out,
+ * refresh cookie expired), nothing happens here: the next request meets the login page as
+ * before. Plain script, no dependencies. */
 (function () {
   "use strict";
   var EXPIRES_COOKIE = "dv_session_expires", CSRF_COOKIE = "dv_csrf";
-  var LEAD_MS = 60000, JITTER_MS = 20000, RETRY_MS = 5000;
+  var LEAD_MS = 60000, JITTER_MS = 20000, RETRY_MS = [2000, 4000, 8000, 30000];
+  var failures = 0; // consecutive failed fetches of the pending renewal
   var planned = 0; // the expiry the pending timer was set for
 
   function cookie(name) {
@@ -52,9 +55,12 @@
       credentials: "same-origin",
       headers: { "X-CSRF-Token": cookie(CSRF_COOKIE) },
     }).then(function (response) {
+      failures = 0;
       if (response.ok) schedule();
     }, function () {
-      setTimeout(renew, RETRY_MS); // the network, not the session: try again
+      // The network, not the session: try again, soon at first.
+      setTimeout(renew, RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]);
+      failures += 1;
     });
   }
 

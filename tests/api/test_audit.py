@@ -214,6 +214,43 @@ def test_a_store_of_two_patients_names_both(api: Api, people: People) -> None:
         assert [r["correlation_id"] for r in api.audit(patient_id=patient)] == [sent.correlation]
 
 
+def test_a_store_into_a_study_of_another_patient_names_both(api: Api, people: People) -> None:
+    """The study keeps its first patient, whom every read names; the new instance says another:
+    the store's record must be found under either."""
+    kept, other, study = unique("AUD-KEPT"), unique("AUD-OTHER"), new_uid()
+    assert (
+        api.stow(
+            people.technician.headers, [fresh_ct(study_uid=study, patient_id=kept)]
+        ).status_code
+        == 200
+    )
+    body, boundary = multipart_body([fresh_ct(study_uid=study, patient_id=other)])
+    headers = {**people.technician.headers, "Content-Type": stow_content_type(boundary)}
+    sent = send(api, "POST", f"/dicom-web/studies/{study}", headers, content=body)
+    assert sent.response.status_code == 200
+    assert sorted(the_record(api, sent)["patient_id"].split("\\")) == sorted([kept, other])
+    read = send(api, "GET", f"/dicom-web/studies/{study}/metadata", people.technician.headers)
+    assert read.response.status_code == 200
+    assert the_record(api, read)["patient_id"] == kept
+
+
+def test_a_store_that_stores_nothing_names_the_study_in_its_path(api: Api, people: People) -> None:
+    patient, study = unique("AUD-NONE"), new_uid()
+    assert (
+        api.stow(
+            people.technician.headers, [fresh_ct(study_uid=study, patient_id=patient)]
+        ).status_code
+        == 200
+    )
+    body, boundary = multipart_body([fresh_ct(study_uid=new_uid(), patient_id=unique("AUD-X"))])
+    headers = {**people.technician.headers, "Content-Type": stow_content_type(boundary)}
+    sent = send(api, "POST", f"/dicom-web/studies/{study}", headers, content=body)
+    assert sent.response.status_code == 409  # the part belongs to another study
+    record = the_record(api, sent)
+    assert record["patient_id"] == patient
+    assert record["outcome"] != 0
+
+
 def test_a_delete_records_the_patient_it_removed(api: Api, people: People) -> None:
     patient, study, series = unique("AUD-DEL"), new_uid(), new_uid()
     data = [fresh_ct(study_uid=study, series_uid=series, patient_id=patient) for _ in range(2)]

@@ -75,11 +75,19 @@ async def _stow(request: Request, services: Services, scope: Scope, study: str |
         raise Forbidden("no tenant to store into: the principal has no default tenant")
     report = await store_request(request, services.ingestor, scope, study)
     request.state.audit_studies = sorted({r.study_instance_uid for r in report.stored})
-    # Whose data was stored, from the ingest results: the audit needs no query of its own.
-    tenant = scope.write_tenant
-    note_owners(
-        request, (StudyOwner(tenant, r.study_instance_uid, r.patient_id) for r in report.stored)
-    )
+    if report.stored:
+        # Whose data was stored, from the ingest results (no query of its own): the patient
+        # of each instance and of the study it joined, which every later read names. With
+        # nothing stored, the audit looks up the study in the path itself.
+        tenant = scope.write_tenant
+        note_owners(
+            request,
+            (
+                StudyOwner(tenant, r.study_instance_uid, patient)
+                for r in report.stored
+                for patient in (r.study_patient_id, r.patient_id)
+            ),
+        )
     return _json(report.to_json(base_url(services, request), study), report.status_code)
 
 

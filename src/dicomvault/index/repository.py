@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -54,6 +55,9 @@ class StoreResult:
     outcome: StoreOutcome
     # The blob the index no longer references (replaced) or never will (conflict/duplicate).
     unreferenced_blob_key: str | None = None
+    # The Patient ID of the study row the instance went into: the study keeps the patient of
+    # its first instance, and every read names that one (for the audit record of the store).
+    study_patient_id: str | None = field(default=None, repr=False)  # PHI: kept out of reprs
 
 
 @dataclass(frozen=True)
@@ -164,13 +168,13 @@ class IndexRepository:
         dialect = self._db.dialect
 
         def work(session: Session) -> StoreResult:
-            study_pk = _ensure_study(session, dialect, tenant, record)
+            study_pk, study_patient_id = _ensure_study(session, dialect, tenant, record)
             series_pk, new_series = _ensure_series(session, tenant, study_pk, record)
             result = _put_instance(session, dialect, tenant, study_pk, series_pk, record, replace)
             if result.outcome is StoreOutcome.STORED:
                 _count_new_instance(session, study_pk, series_pk, new_series)
             session.execute(delete(PendingWrite).where(PendingWrite.pk == pending_pk))
-            return result
+            return replace_field(result, study_patient_id=study_patient_id)
 
         return await self._writer.run(work)
 
@@ -311,7 +315,10 @@ class IndexRepository:
 
 
 # -- write steps (synchronous: they run inside the writer's transaction) -------------------------
-def _ensure_study(session: Session, dialect: str, tenant: str, r: InstanceRecord) -> int:
+def _ensure_study(
+    session: Session, dialect: str, tenant: str, r: InstanceRecord
+) -> tuple[int, str | None]:
+    """The study row's primary key and Patient ID, the row created if it did not exist."""
     v = r.values
     name = _text(v, "PatientName")
     session.execute(
@@ -341,10 +348,13 @@ def _ensure_study(session: Session, dialect: str, tenant: str, r: InstanceRecord
         )
     )
     # Lock the study row: counters and ModalitiesInStudy of one study change one at a time.
-    query = select(Study.pk).where(Study.tenant == tenant, Study.study_uid == r.study_uid)
+    query = select(Study.pk, Study.patient_id).where(
+        Study.tenant == tenant, Study.study_uid == r.study_uid
+    )
     if dialect == "postgresql":
         query = query.with_for_update()
-    return int(session.execute(query).scalar_one())
+    pk, patient_id = session.execute(query).one()
+    return int(pk), patient_id
 
 
 def _ensure_series(

@@ -50,8 +50,10 @@ class IngestResult:
     series_instance_uid: str
     # Warning Reason (0008,1196), PS3.18 Table 10.5.3-2, for a stored but altered instance.
     warning: int | None = None
-    # The instance's Patient ID, for the audit record of the request that stored it.
+    # The instance's Patient ID, and that of the study it went into (the study keeps its first
+    # instance's), for the audit record of the request that stored it: both patients' data.
     patient_id: str | None = field(default=None, repr=False)  # PHI: kept out of reprs
+    study_patient_id: str | None = field(default=None, repr=False)
 
 
 # PS3.4 Annex B.2.3 "Coercion of Data Elements": what is stored is not byte for byte what was
@@ -171,9 +173,10 @@ class Ingestor:
                     parsed.sop_instance_uid,
                 )
             )
-        return _result(
+        result = _result(
             status, parsed, COERCION_OF_DATA_ELEMENTS if parsed.nonstandard_preamble else None
         )
+        return dataclasses.replace(result, study_patient_id=outcome.study_patient_id)
 
     async def _undo_put(self, key: str, pending: int) -> None:
         with anyio.CancelScope(shield=True):

@@ -25,6 +25,7 @@ from tests.integration.support_data import (
     ct_with_bulk_elements,
     encapsulated_frame,
     first,
+    fresh_ct,
     native_frame,
     new_uid,
     parse_multipart,
@@ -375,3 +376,25 @@ def test_bulk_values_outside_pixel_data(archive: Archive, http: httpx.Client) ->
 def test_unknown_bulkdata_path_is_404(http: httpx.Client, samples: list[Sample]) -> None:
     s = first(samples, accession="ACC1001")
     assert http.get(f"{_instance_path(s)}/bulkdata/00420011").status_code == 404
+
+
+def test_an_instance_whose_blob_is_gone_is_404_not_500(archive: Archive) -> None:
+    """A DELETE racing a retrieve, or a blob lost from the store: the index row is there, the
+    bytes are not. Every read of them answers 404, the server keeps serving."""
+    study, series, sop = new_uid(), new_uid(), new_uid()
+    with archive.http() as c:
+        instance = fresh_ct(study_uid=study, series_uid=series, sop_uid=sop)
+        stored = stow(c, archive.dicomweb, [instance])
+        assert stored.status_code == 200
+        [blob] = [p for p in archive.server.blob_files() if sop in p.parts]
+        blob.unlink()
+        path = f"/studies/{study}/series/{series}/instances/{sop}"
+        for suffix, accept in (
+            ("", 'multipart/related; type="application/dicom"'),
+            ("/frames/1", 'multipart/related; type="application/octet-stream"'),
+            ("/rendered", "image/jpeg"),
+        ):
+            response = c.get(path + suffix, headers={"Accept": accept})
+            assert response.status_code == 404, (suffix, response.status_code, response.text[:200])
+            assert sop not in response.text  # no blob key in the answer
+        assert c.get(f"{path}/metadata").status_code == 200  # the index still has it

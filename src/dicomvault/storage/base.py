@@ -11,14 +11,24 @@ from pathlib import Path
 from typing import Protocol
 
 from dicomvault.config import is_valid_tenant_name
+from dicomvault.errors import NotFound
 
 # Matched with fullmatch: "$" alone would also accept a value ending in a newline.
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _HEX = re.compile(r"[0-9a-f]{16,64}")
 
 
-class BlobNotFound(Exception):
-    """The key names no blob."""
+class BlobNotFound(NotFound):
+    """The key names no blob.
+
+    A :class:`NotFound`, so that a blob gone under a reader (a DELETE racing a retrieve, a
+    blob lost from the store) answers 404 like an instance that was never there, not 500. The
+    key stays out of the message a client may see.
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__("no such study, series or instance")
+        self.key = key
 
 
 class InvalidBlobKey(ValueError):

@@ -582,6 +582,30 @@ def test_multipart_cut_after_two_complete_parts(server: LiveServer) -> None:
     assert_nothing_left(server, before, stored=stored)
 
 
+def test_multipart_that_breaks_after_a_stored_part_says_what_was_stored(
+    server: LiveServer,
+) -> None:
+    """The first part arrives whole and is stored (visible at once); then the body breaks (a
+    header line that is no header). The answer must be 202 naming the stored part, not a bare
+    400 that hides it from the client and the audit record."""
+    first = bad.valid_instance()
+    head = bad.multipart_body([first.data], BOUNDARY, close=False) + f"--{BOUNDARY}\r\n".encode()
+    tail = b"this is no header line\r\n\r\n" + bytes(1000) + f"\r\n--{BOUNDARY}--\r\n".encode()
+    before = snapshot(server)
+    raw = raw_post(
+        server,
+        {"Content-Type": bad.multipart_type(BOUNDARY)},
+        [head, tail],
+        chunked=True,
+        pause=0.5,
+    )
+    response = raw.as_httpx()
+    assert response.status_code == 202, response.text
+    assert referenced_sops(response) == [first.sop_uid]
+    assert failure_reasons(response) == [CANNOT_UNDERSTAND]
+    assert_nothing_left(server, before, stored=[first.sop_uid])
+
+
 @pytest.mark.parametrize(
     "content_type",
     [

@@ -175,13 +175,11 @@ async def _store_multipart(
             for part in reader.take_completed():
                 await _ingest_part(ingestor, part, scope, study_uid, report)
     except ClientDisconnect as exc:
-        raise BadRequest("the client went away before the body ended") from exc
-    except PayloadTooLarge as error:
-        if not report.stored:
-            raise
-        # Earlier parts are stored and stay stored: say so (202) rather than a bare 413.
-        report.fail(error)
-        return report
+        return _after_stored_parts(
+            report, BadRequest("the client went away before the body ended"), exc
+        )
+    except (PayloadTooLarge, BadRequest) as error:
+        return _after_stored_parts(report, error, None)
     finally:
         for part in reader.abandoned():
             _discard(part)
@@ -192,6 +190,23 @@ async def _store_multipart(
     if not reader.finished:
         # Truncated body: the complete parts were handled; say the rest was not understood.
         report.fail(InvalidInstance("multipart body ended before its closing boundary"))
+    return report
+
+
+def _after_stored_parts(
+    report: StoreReport, error: DicomVaultError, cause: BaseException | None
+) -> StoreReport:
+    """The body broke off (too large, malformed, the client gone) after some parts were stored.
+
+    Those stay stored, visible to everyone already: the answer says so (202, with the rest as
+    a failure) rather than a bare 4xx that would hide them from the client and the audit
+    record. With nothing stored, the error itself is the answer.
+    """
+    if not report.stored:
+        raise error from cause
+    if isinstance(error, BadRequest):
+        error = InvalidInstance(f"{error.message}; the parts before it are stored")
+    report.fail(error)
     return report
 
 

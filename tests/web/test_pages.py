@@ -426,4 +426,4 @@ def test_viewer_config_carries_the_session_keeper() -> None:
 
     script = app_config_script(upload=False)
     assert "window.config = config;" in script
-    assert "/api/v1/auth/session/refresh" in script and "dv_session_expires" in script
+    assert "/api/v1/auth/session/refresh" in script and "dv_session_fresh" in script

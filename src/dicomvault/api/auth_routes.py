@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-import time
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -28,9 +27,18 @@ from dicomvault.errors import TooManyRequests
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-# When the session's access cookie runs out (seconds since the epoch), readable by the page's
-# script so that it can refresh the session before then; a time, not a credential.
-SESSION_EXPIRES_COOKIE = "dv_session_expires"
+# Present while the session's access cookie needs no renewal: it expires a minute before the
+# access cookie does (half its life for short ones), counted like it by the browser's own
+# clock, so the page's script (static/session.js) renews when it is gone whatever the skew
+# between the browser's clock and the server's. Readable by that script; not a credential.
+SESSION_FRESH_COOKIE = "dv_session_fresh"
+_RENEW_LEAD_SECONDS = 60
+
+
+def renew_after(expires_in: int) -> int:
+    """Seconds after which an access cookie of ``expires_in`` seconds should be renewed."""
+    return max(expires_in - _RENEW_LEAD_SECONDS, expires_in // 2)
+
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -245,8 +253,14 @@ async def session_login(
     csrf = secrets.token_urlsafe(24)
     response = JSONResponse({"csrf_token": csrf, "expires_in": grant.expires_in}, headers=_NO_STORE)
     _set_session_cookies(response, grant, services)
+    # As long-lived as the refresh cookie: a page open across a browser restart still renews.
     response.set_cookie(
-        CSRF_COOKIE, csrf, httponly=False, secure=services.settings.cookie_secure, samesite="strict"
+        CSRF_COOKIE,
+        csrf,
+        max_age=services.settings.refresh_token_ttl,
+        httponly=False,
+        secure=services.settings.cookie_secure,
+        samesite="strict",
     )
     return response
 
@@ -284,7 +298,7 @@ async def session_refresh(request: Request) -> Response:
 
 
 def _set_session_cookies(response: Response, grant: Grant, services: Services) -> None:
-    """Access token (every path), refresh token (only here), and when the access one expires."""
+    """Access token (every path), refresh token (only here), and the renewal marker."""
     secure = services.settings.cookie_secure
     response.set_cookie(
         ACCESS_COOKIE,
@@ -305,11 +319,10 @@ def _set_session_cookies(response: Response, grant: Grant, services: Services) -
             samesite="strict",
             path="/api/v1/auth",
         )
-    expires = int(time.time()) + grant.expires_in
     response.set_cookie(
-        SESSION_EXPIRES_COOKIE,
-        str(expires),
-        max_age=services.settings.refresh_token_ttl,
+        SESSION_FRESH_COOKIE,
+        "1",
+        max_age=renew_after(grant.expires_in),
         httponly=False,
         secure=secure,
         samesite="strict",
@@ -322,7 +335,7 @@ def _clear_session_cookies(response: Response) -> None:
         (ACCESS_COOKIE, "/"),
         (REFRESH_COOKIE, "/api/v1/auth"),
         (CSRF_COOKIE, "/"),
-        (SESSION_EXPIRES_COOKIE, "/"),
+        (SESSION_FRESH_COOKIE, "/"),
     ):
         response.delete_cookie(name, path=path)
 

@@ -1,22 +1,25 @@
-/* Keeps the browser session alive while a page (or the viewer) is open. Shortly before the
- * access cookie runs out — dv_session_expires says when, in seconds since the epoch — it posts
- * to /api/v1/auth/session/refresh with the CSRF header, which rotates the refresh cookie and
- * renews the access cookie. Tabs share the cookies: a tab whose timer fires after another tab
- * renewed finds the later time and waits again, and a random delay keeps tabs from renewing at
- * the same instant (the server takes a second use of a refresh token within its reuse grace,
- * 20 s by default, as the same renewal; later, as a stolen copy that ends the session). A failed
- * fetch is retried after 2, 4 and 8 s — within that grace, in case the renewal took place but
- * its answer was lost — and then every 30 s (the network may simply be down; a renewal that
- * reached the server but whose answer never came back cannot be saved after the grace, for
- * every tab still holds the spent cookie). When the session cannot be renewed (logged out,
- * refresh cookie expired), nothing happens here: the next request meets the login page as
- * before. Plain script, no dependencies. */
+/* Keeps the browser session alive while a page (or the viewer) is open. The server sets a
+ * readable marker cookie, dv_session_fresh, that expires a minute before the access cookie
+ * does; the browser counts both lifetimes on its own clock, so no skew between its clock and
+ * the server's matters. When the marker is gone (checked every few seconds, and whenever the
+ * tab comes back into view), the page waits a random few seconds — another tab may renew
+ * first, and its new marker is seen here too — then posts to /api/v1/auth/session/refresh with
+ * the CSRF header, which rotates the refresh cookie and renews the access cookie and the
+ * marker. Two tabs renewing at one instant both succeed: the server takes a second use of a
+ * refresh token within its reuse grace (20 s by default) as the same renewal.
+ *
+ * A failed fetch, a 429 or a 5xx is retried after 2, 4 and 8 s (within that grace, in case the
+ * renewal took place but its answer was lost), then every 30 s, or after Retry-After. Any other
+ * answer means there is no session to renew (logged out, refresh cookie expired): nothing
+ * more happens here until a new login sets a new CSRF cookie; the next request meets the
+ * login page as before. Plain script, no dependencies. */
 (function () {
   "use strict";
-  var EXPIRES_COOKIE = "dv_session_expires", CSRF_COOKIE = "dv_csrf";
-  var LEAD_MS = 60000, JITTER_MS = 20000, RETRY_MS = [2000, 4000, 8000, 30000];
-  var failures = 0; // consecutive failed fetches of the pending renewal
-  var planned = 0; // the expiry the pending timer was set for
+  var FRESH_COOKIE = "dv_session_fresh", CSRF_COOKIE = "dv_csrf";
+  var POLL_MS = 5000, JITTER_MS = 15000, RETRY_MS = [2000, 4000, 8000, 30000];
+  var pending = false; // a renewal is waiting or under way
+  var failures = 0; // consecutive failed attempts of the pending renewal
+  var givenUpFor = null; // the CSRF cookie of a session that could not be renewed
 
   function cookie(name) {
     var parts = document.cookie ? document.cookie.split("; ") : [];
@@ -27,42 +30,57 @@
     return "";
   }
 
-  function expiresAt() {
-    var seconds = parseInt(cookie(EXPIRES_COOKIE), 10);
-    return isFinite(seconds) ? seconds * 1000 : 0;
+  function due() {
+    var csrf = cookie(CSRF_COOKIE);
+    return csrf !== "" && csrf !== givenUpFor && cookie(FRESH_COOKIE) === "";
   }
 
-  /* Renew a minute before the end (half the time left, for short-lived tokens), earlier by a
-   * random part of a third of what remains then. */
-  function schedule() {
-    planned = expiresAt();
-    if (!planned) return;
-    var left = planned - Date.now();
-    var lead = Math.min(LEAD_MS, left / 2);
-    var jitter = Math.random() * Math.min(JITTER_MS, (left - lead) / 3);
-    setTimeout(renew, Math.max(left - lead - jitter, 1000));
+  function check() {
+    if (pending || !due()) return;
+    pending = true;
+    setTimeout(function () {
+      if (due()) {
+        renew();
+      } else {
+        pending = false; // another tab renewed meanwhile
+      }
+    }, Math.random() * JITTER_MS);
   }
 
   function renew() {
-    var expires = expiresAt();
-    if (!expires) return;
-    if (expires > planned) {
-      schedule(); // another tab renewed meanwhile
-      return;
-    }
     fetch("/api/v1/auth/session/refresh", {
       method: "POST",
       credentials: "same-origin",
       headers: { "X-CSRF-Token": cookie(CSRF_COOKIE) },
     }).then(function (response) {
-      failures = 0;
-      if (response.ok) schedule();
+      if (response.ok) {
+        done();
+      } else if (response.status === 429 || response.status >= 500) {
+        retry(parseInt(response.headers.get("Retry-After") || "", 10));
+      } else {
+        givenUpFor = cookie(CSRF_COOKIE);
+        done();
+      }
     }, function () {
-      // The network, not the session: try again, soon at first.
-      setTimeout(renew, RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]);
-      failures += 1;
+      retry(NaN); // the network, not the session
     });
   }
 
-  schedule();
+  function retry(afterSeconds) {
+    var wait = RETRY_MS[Math.min(failures, RETRY_MS.length - 1)];
+    if (afterSeconds > 0) wait = Math.max(wait, afterSeconds * 1000);
+    failures += 1;
+    setTimeout(renew, wait);
+  }
+
+  function done() {
+    failures = 0;
+    pending = false;
+  }
+
+  setInterval(check, POLL_MS);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) check();
+  });
+  check();
 })();

@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from dicomvault.testing.synthetic import make_ct_512
 from tests.integration.support_data import (
     DICOM_JSON,
     EXPLICIT_VR_LE,
@@ -398,3 +399,33 @@ def test_an_instance_whose_blob_is_gone_is_404_not_500(archive: Archive) -> None
             assert response.status_code == 404, (suffix, response.status_code, response.text[:200])
             assert sop not in response.text  # no blob key in the answer
         assert c.get(f"{path}/metadata").status_code == 200  # the index still has it
+
+
+@pytest.mark.parametrize(
+    ("rows", "whole"), [(64, True), (700, True), (760, False)], ids=["small", "under-1MiB", "over"]
+)
+def test_an_instance_up_to_1_mib_is_answered_whole_larger_ones_streamed(
+    archive: Archive, rows: int, whole: bool
+) -> None:
+    """Up to 1 MiB an instance is one response with its Content-Length; beyond, chunked. The
+    bytes and the multipart framing are the same either way."""
+    study, series, sop = new_uid(), new_uid(), new_uid()
+    data = make_ct_512(rows=rows, columns=rows, study_uid=study, series_uid=series, sop_uid=sop)
+    assert (len(data) <= 1024 * 1024) is whole
+    with archive.http() as c:
+        assert stow(c, archive.dicomweb, [data]).status_code == 200
+        path = f"/studies/{study}/series/{series}/instances/{sop}"
+        for accept in ('multipart/related; type="application/dicom"', "application/dicom"):
+            response = c.get(path, headers={"Accept": accept})
+            assert response.status_code == 200
+            if whole:
+                assert response.headers["content-length"] == str(len(response.content))
+                assert "transfer-encoding" not in response.headers
+            else:
+                assert response.headers.get("transfer-encoding") == "chunked"
+            if accept == "application/dicom":
+                assert response.content == data
+            else:
+                [part] = parse_multipart(response)
+                assert part.content == data
+                assert part.headers["content-type"] == "application/dicom"

@@ -370,6 +370,7 @@ def test_browser_session_renews_from_its_refresh_cookie(api: Api, user: Account)
         expires_in = login.json()["expires_in"]
         assert "HttpOnly" not in cookies["dv_session_fresh"]
         assert f"Max-Age={expires_in - 60}" in cookies["dv_session_fresh"]
+        assert browser.cookies["dv_session_fresh"] == "60"  # the margin, for the page's timing
         assert f"Max-Age={expires_in}" in cookies["dv_access"]
         assert "Max-Age=" in cookies["dv_csrf"]  # outlives a browser restart, like the refresh
         first_access, first_refresh = browser.cookies["dv_access"], browser.cookies["dv_refresh"]
@@ -378,6 +379,10 @@ def test_browser_session_renews_from_its_refresh_cookie(api: Api, user: Account)
         assert browser.post("/api/v1/auth/session/refresh").status_code == 403
         renewed = browser.post("/api/v1/auth/session/refresh", headers={"X-CSRF-Token": csrf})
         assert renewed.status_code == 200, renewed.text
+        # The CSRF cookie keeps its value and moves its lifetime on with the refresh cookie's.
+        renewed_cookies = {c.split("=", 1)[0]: c for c in renewed.headers.get_list("set-cookie")}
+        assert renewed_cookies["dv_csrf"].startswith(f"dv_csrf={csrf};")
+        assert "Max-Age=" in renewed_cookies["dv_csrf"]
         assert renewed.json()["expires_in"] > 0
         assert "no-store" in renewed.headers["cache-control"]
         assert browser.cookies["dv_access"] != first_access

@@ -756,6 +756,33 @@ def test_over_limit_after_stored_parts_reports_what_was_stored(
     assert_nothing_left(small_server, before, stored=sorted(in_index))
 
 
+def test_parts_completed_with_an_oversized_one_leave_no_spool_files(
+    small_server: LiveServer,
+) -> None:
+    """The oversized part and the small ones after it complete in the same read: the request
+    ends at the oversized one, and the parts after it must not stay in the spool directory."""
+    parts = [
+        bad.valid_instance(),
+        bad.valid_instance(PixelData=bytes(2_500_000)),
+        bad.valid_instance(),
+        bad.valid_instance(),
+    ]
+    body = bad.multipart_body([p.data for p in parts], BOUNDARY)
+    before = snapshot(small_server)
+    raw = raw_post(
+        small_server,
+        {"Content-Type": bad.multipart_type(BOUNDARY), "Content-Length": str(len(body))},
+        [body],
+        chunked=False,
+        pause=0,
+    )
+    response = raw.as_httpx()
+    assert response.status_code in (202, 413), response.text
+    in_index = snapshot(small_server).qido_sops - before.qido_sops
+    assert set(stored_by(response)) == in_index
+    assert_nothing_left(small_server, before, stored=sorted(in_index))
+
+
 # ------------------------------------------------------------------------------ stored, escaped
 
 

@@ -253,15 +253,7 @@ async def session_login(
     csrf = secrets.token_urlsafe(24)
     response = JSONResponse({"csrf_token": csrf, "expires_in": grant.expires_in}, headers=_NO_STORE)
     _set_session_cookies(response, grant, services)
-    # As long-lived as the refresh cookie: a page open across a browser restart still renews.
-    response.set_cookie(
-        CSRF_COOKIE,
-        csrf,
-        max_age=services.settings.refresh_token_ttl,
-        httponly=False,
-        secure=services.settings.cookie_secure,
-        samesite="strict",
-    )
+    _set_csrf_cookie(response, csrf, services)
     return response
 
 
@@ -294,7 +286,22 @@ async def session_refresh(request: Request) -> Response:
     request.state.principal = grant.principal
     response = JSONResponse({"expires_in": grant.expires_in}, headers=_NO_STORE)
     _set_session_cookies(response, grant, services)
+    # The same CSRF value, its lifetime moved on with the refresh cookie's (a sliding session
+    # must not lose it after the first login's refresh_token_ttl).
+    _set_csrf_cookie(response, request.cookies.get(CSRF_COOKIE, ""), services)
     return response
+
+
+def _set_csrf_cookie(response: Response, csrf: str, services: Services) -> None:
+    """As long-lived as the refresh cookie: a page open across a browser restart still renews."""
+    response.set_cookie(
+        CSRF_COOKIE,
+        csrf,
+        max_age=services.settings.refresh_token_ttl,
+        httponly=False,
+        secure=services.settings.cookie_secure,
+        samesite="strict",
+    )
 
 
 def _set_session_cookies(response: Response, grant: Grant, services: Services) -> None:
@@ -319,9 +326,10 @@ def _set_session_cookies(response: Response, grant: Grant, services: Services) -
             samesite="strict",
             path="/api/v1/auth",
         )
+    # Its value: the seconds left between its end and the access cookie's (the page's margin).
     response.set_cookie(
         SESSION_FRESH_COOKIE,
-        "1",
+        str(grant.expires_in - renew_after(grant.expires_in)),
         max_age=renew_after(grant.expires_in),
         httponly=False,
         secure=secure,

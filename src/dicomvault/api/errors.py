@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dicomvault.errors import DicomVaultError, TooManyRequests, Unauthenticated
+from dicomvault.storage.base import BlobNotFound
 
 log = logging.getLogger("dicomvault.api")
 
@@ -18,6 +19,9 @@ async def _dicomvault_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DicomVaultError)
     if exc.http_status >= 500:
         log.error("request failed: %s", type(exc).__name__)
+    elif isinstance(exc, BlobNotFound):
+        # Indexed but not in the store: a DELETE that raced this read, or a lost blob.
+        log.warning("%s", exc)
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="dicomvault"'

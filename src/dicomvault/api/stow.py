@@ -172,8 +172,7 @@ async def _store_multipart(
                 reader.feed(chunk)
             except Exception as exc:  # python-multipart's parse errors
                 raise BadRequest("malformed multipart/related body") from exc
-            for part in reader.take_completed():
-                await _ingest_part(ingestor, part, scope, study_uid, report)
+            await _ingest_parts(reader.take_completed(), ingestor, scope, study_uid, report)
     except ClientDisconnect as exc:
         return _after_stored_parts(
             report, BadRequest("the client went away before the body ended"), exc
@@ -183,8 +182,7 @@ async def _store_multipart(
     finally:
         for part in reader.abandoned():
             _discard(part)
-    for part in reader.take_completed():
-        await _ingest_part(ingestor, part, scope, study_uid, report)
+    await _ingest_parts(reader.take_completed(), ingestor, scope, study_uid, report)
     if not report.stored and not report.failed:
         raise BadRequest("the multipart/related body holds no complete part")
     if not reader.finished:
@@ -203,7 +201,9 @@ def _after_stored_parts(
     record. With nothing stored, the error itself is the answer.
     """
     if not report.stored:
-        raise error from cause
+        if cause is not None:
+            raise error from cause
+        raise error
     if isinstance(error, BadRequest):
         error = InvalidInstance(f"{error.message}; the parts before it are stored")
     report.fail(error)
@@ -213,6 +213,20 @@ def _after_stored_parts(
 def _discard(part: Part) -> None:
     if isinstance(part.sink, SpoolFile):
         part.sink.discard()
+
+
+async def _ingest_parts(
+    parts: list[Part], ingestor: Ingestor, scope: Scope, study_uid: str | None, report: StoreReport
+) -> None:
+    """The completed parts in order; when one ends the request (too large), the rest are
+    discarded here: they are no longer the reader's to clean up."""
+    for index, part in enumerate(parts):
+        try:
+            await _ingest_part(ingestor, part, scope, study_uid, report)
+        except BaseException:
+            for rest in parts[index + 1 :]:
+                _discard(rest)
+            raise
 
 
 async def _ingest_part(

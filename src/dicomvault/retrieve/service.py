@@ -193,9 +193,14 @@ class _LocalCopy:
         self._dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="out-", suffix=".dcm", dir=self._dir)
         self._path = Path(name)
-        with open(fd, "wb") as f:  # noqa: ASYNC230 - local page-cache writes of a spool file
-            async for chunk in self._store.open_stream(self._key):
-                f.write(chunk)
+        try:
+            with open(fd, "wb") as f:  # noqa: ASYNC230 - local page-cache writes of a spool file
+                async for chunk in self._store.open_stream(self._key):
+                    f.write(chunk)
+        except BaseException:
+            # __aexit__ does not run when __aenter__ raises (a blob gone, a cancelled request).
+            self._path.unlink(missing_ok=True)
+            raise
         return self._path
 
     async def __aexit__(self, *exc: object) -> None:

@@ -30,6 +30,11 @@ class BlobNotFound(NotFound):
         super().__init__("no such study, series or instance")
         self.key = key
 
+    def __str__(self) -> str:
+        # For logs and tracebacks (a blob missing under its index row is an integrity problem
+        # to trace); a client sees ``message`` only. Keys hold UIDs and a tenant, never PHI.
+        return f"no blob under key {self.key}"
+
 
 class InvalidBlobKey(ValueError):
     """A key part would let a value escape the blob root or is not what it claims to be."""

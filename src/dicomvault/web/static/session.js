@@ -1,12 +1,13 @@
 /* Keeps the browser session alive while a page (or the viewer) is open. The server sets a
  * readable marker cookie, dv_session_fresh, that expires a minute before the access cookie
- * does; the browser counts both lifetimes on its own clock, so no skew between its clock and
- * the server's matters. When the marker is gone (checked every few seconds, and whenever the
- * tab comes back into view), the page waits a random few seconds — another tab may renew
- * first, and its new marker is seen here too — then posts to /api/v1/auth/session/refresh with
- * the CSRF header, which rotates the refresh cookie and renews the access cookie and the
- * marker. Two tabs renewing at one instant both succeed: the server takes a second use of a
- * refresh token within its reuse grace (20 s by default) as the same renewal.
+ * does (its value: that margin in seconds); the browser counts both lifetimes on its own
+ * clock, so no skew between its clock and the server's matters. When the marker is gone
+ * (checked every few seconds), the page waits a random part of a third of the margin, at most
+ * 15 s — another tab may renew first, and its new marker is seen here too — then posts to
+ * /api/v1/auth/session/refresh with the CSRF header, which rotates the refresh cookie and
+ * renews the access cookie and the marker. A tab coming back into view (its timers may have slept) renews at once if due. Two
+ * tabs renewing at one instant both succeed: the server takes a second use of a refresh token
+ * within its reuse grace (20 s by default) as the same renewal.
  *
  * A failed fetch, a 429 or a 5xx is retried after 2, 4 and 8 s (within that grace, in case the
  * renewal took place but its answer was lost), then every 30 s, or after Retry-After. Any other
@@ -17,6 +18,7 @@
   "use strict";
   var FRESH_COOKIE = "dv_session_fresh", CSRF_COOKIE = "dv_csrf";
   var POLL_MS = 5000, JITTER_MS = 15000, RETRY_MS = [2000, 4000, 8000, 30000];
+  var margin = 60; // seconds between the marker's end and the access cookie's, as last seen
   var pending = false; // a renewal is waiting or under way
   var failures = 0; // consecutive failed attempts of the pending renewal
   var givenUpFor = null; // the CSRF cookie of a session that could not be renewed
@@ -35,30 +37,34 @@
     return csrf !== "" && csrf !== givenUpFor && cookie(FRESH_COOKIE) === "";
   }
 
-  function check() {
+  function check(now) {
+    var seen = parseInt(cookie(FRESH_COOKIE), 10);
+    if (seen > 0) margin = seen;
     if (pending || !due()) return;
     pending = true;
+    var wait = now ? 0 : Math.random() * Math.min(JITTER_MS, (margin * 1000) / 3);
     setTimeout(function () {
       if (due()) {
         renew();
       } else {
         pending = false; // another tab renewed meanwhile
       }
-    }, Math.random() * JITTER_MS);
+    }, wait);
   }
 
   function renew() {
+    var csrf = cookie(CSRF_COOKIE);
     fetch("/api/v1/auth/session/refresh", {
       method: "POST",
       credentials: "same-origin",
-      headers: { "X-CSRF-Token": cookie(CSRF_COOKIE) },
+      headers: { "X-CSRF-Token": csrf },
     }).then(function (response) {
       if (response.ok) {
         done();
       } else if (response.status === 429 || response.status >= 500) {
         retry(parseInt(response.headers.get("Retry-After") || "", 10));
       } else {
-        givenUpFor = cookie(CSRF_COOKIE);
+        givenUpFor = csrf; // that session; a new login's CSRF cookie starts afresh
         done();
       }
     }, function () {
@@ -78,9 +84,11 @@
     pending = false;
   }
 
-  setInterval(check, POLL_MS);
+  setInterval(function () {
+    check(false);
+  }, POLL_MS);
   document.addEventListener("visibilitychange", function () {
-    if (!document.hidden) check();
+    if (!document.hidden) check(true);
   });
-  check();
+  check(false);
 })();

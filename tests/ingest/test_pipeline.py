@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -172,3 +174,87 @@ async def test_sweep_removes_blob_of_interrupted_store(ingestor: Ingestor, tmp_p
     assert removed == 1
     assert not await ingestor.store.exists(key)
     assert (await counts(ingestor))[3] == 0
+
+
+# -- races: cancellation, deletes and stores of the same bytes, refused instances ---------------
+async def rows_without_blobs(ingestor: Ingestor) -> list[str]:
+    async with ingestor.db.read() as session:
+        keys = (await session.execute(select(Instance.blob_key))).scalars().all()
+    return [k for k in keys if not await ingestor.store.exists(k)]
+
+
+async def cancelled_while_storing(ingestor: Ingestor, data: bytes) -> None:
+    """Ingest ``data``, the request cancelled (a client gone) while its transaction runs."""
+    original = ingestor.repository.store_instance
+
+    async def cancel_then_store(*args: Any, **kwargs: Any) -> Any:
+        asyncio.get_running_loop().call_soon(task.cancel)
+        return await original(*args, **kwargs)
+
+    ingestor.repository.store_instance = cancel_then_store  # type: ignore[method-assign]
+    task = asyncio.ensure_future(ingest_bytes(ingestor, data))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    ingestor.repository.store_instance = original  # type: ignore[method-assign]
+    await asyncio.sleep(0.2)  # the shielded transaction has settled by now
+
+
+async def test_a_store_cancelled_mid_transaction_keeps_the_blob_of_its_row(
+    ingestor: Ingestor,
+) -> None:
+    await cancelled_while_storing(ingestor, make_instance("CT_small.dcm"))
+    studies, series, instances, pending = await counts(ingestor)
+    assert (instances, pending) == (1, 0) or (studies, instances, pending) == (0, 0, 0)
+    assert await rows_without_blobs(ingestor) == []
+    assert len(blob_files(ingestor)) == instances
+
+
+async def test_a_cancelled_identical_resend_leaves_the_stored_blob_alone(
+    ingestor: Ingestor,
+) -> None:
+    data = make_instance("CT_small.dcm")
+    await ingest_bytes(ingestor, data)
+    await cancelled_while_storing(ingestor, data)
+    assert await counts(ingestor) == (1, 1, 1, 0)
+    assert await rows_without_blobs(ingestor) == []
+    assert len(blob_files(ingestor)) == 1
+
+
+async def test_a_late_blob_delete_never_hits_a_re_stored_instance(ingestor: Ingestor) -> None:
+    """DELETE removes the rows, the same file is stored again, then the DELETE removes the blobs
+    it collected: every put has its own key, so the new row keeps its blob."""
+    data = make_instance("CT_small.dcm", study_uid="1.2.826.0.1.3680043.10.1")
+    await ingest_bytes(ingestor, data)
+    keys = await ingestor.repository.delete(SCOPE, "1.2.826.0.1.3680043.10.1")
+    again = await ingest_bytes(ingestor, data)
+    for key in keys:
+        await ingestor.store.delete(key)
+    assert again.status is IngestStatus.STORED
+    assert await rows_without_blobs(ingestor) == []
+    assert len(blob_files(ingestor)) == 1
+
+
+@pytest.mark.parametrize("policy", list(DuplicatePolicy))
+async def test_an_instance_refused_for_another_study_leaves_no_empty_study(
+    db_url: str, tmp_path: Path, policy: DuplicatePolicy
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", database_url=db_url, duplicate_policy=policy)
+    db = open_database(db_url)
+    writer = BatchWriter(db)
+    ingestor = Ingestor(
+        settings=settings,
+        db=db,
+        repository=IndexRepository(db, writer),
+        store=LocalBlobStore(tmp_path / "data" / "blobs"),
+    )
+    try:
+        sop = "1.2.826.0.1.3680043.10.2.1"
+        await ingest_bytes(ingestor, make_instance("CT_small.dcm", sop_uid=sop))
+        elsewhere = make_instance("CT_small.dcm", sop_uid=sop, study_uid="1.2.826.0.1.3680043.10.3")
+        with pytest.raises(DuplicateInstance):
+            await ingest_bytes(ingestor, elsewhere)
+        assert await counts(ingestor) == (1, 1, 1, 0)
+        assert len(blob_files(ingestor)) == 1 and spool_files(ingestor) == []
+    finally:
+        await writer.close()
+        await db.dispose()

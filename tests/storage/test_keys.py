@@ -16,6 +16,14 @@ def test_blob_key_layout() -> None:
     )
 
 
+def test_blob_key_with_a_put_id_names_one_put() -> None:
+    key = blob_key("site-1", STUDY, SERIES, SOP, SHA, put_id="00ff00ff00ff00ff")
+    assert key == f"site-1/{STUDY}/{SERIES}/{SOP}/0123456789abcdef-00ff00ff00ff00ff.dcm"
+    for bad_id in ("", "xyz12345", "../../x", "0" * 7, "0" * 33, "00ff00ff\n"):
+        with pytest.raises(InvalidBlobKey):
+            blob_key("site-1", STUDY, SERIES, SOP, SHA, put_id=bad_id)
+
+
 def test_blob_key_accepts_a_64_char_uid() -> None:
     uid = "1." + "2" * 62
     assert len(uid) == 64

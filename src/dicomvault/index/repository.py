@@ -168,6 +168,11 @@ class IndexRepository:
         dialect = self._db.dialect
 
         def work(session: Session) -> StoreResult:
+            kept = _kept_instance(session, tenant, record, replace)
+            if kept is not None:
+                # Nothing of this instance is written (no study or series row either).
+                session.execute(delete(PendingWrite).where(PendingWrite.pk == pending_pk))
+                return kept
             study_pk, study_patient_id = _ensure_study(session, dialect, tenant, record)
             series_pk, new_series = _ensure_series(session, tenant, study_pk, record)
             result = _put_instance(session, dialect, tenant, study_pk, series_pk, record, replace)
@@ -265,11 +270,16 @@ class IndexRepository:
             return []
         tenant = scope.write_tenant
 
+        dialect = self._db.dialect
+
         def work(session: Session) -> list[str]:
-            # (tenant, study_uid) is unique: at most one row.
-            study = session.execute(
-                select(Study.pk).where(Study.tenant == tenant, Study.study_uid == study_uid)
-            ).scalar_one_or_none()
+            # (tenant, study_uid) is unique: at most one row. Locked on PostgreSQL, as a store
+            # into the study locks it: a store in flight commits before this counts what is
+            # left (or waits for it), so the delete never cascades over an instance it missed.
+            query = select(Study.pk).where(Study.tenant == tenant, Study.study_uid == study_uid)
+            if dialect == "postgresql":
+                query = query.with_for_update()
+            study = session.execute(query).scalar_one_or_none()
             if study is None:
                 return []
             target = select(Instance.pk, Instance.blob_key).where(Instance.study_pk == study)
@@ -315,45 +325,77 @@ class IndexRepository:
 
 
 # -- write steps (synchronous: they run inside the writer's transaction) -------------------------
+def _kept_instance(
+    session: Session, tenant: str, r: InstanceRecord, replace: bool
+) -> StoreResult | None:
+    """The outcome when an instance of this SOP Instance UID is stored already and stays as it
+    is (identical bytes; or different ones that the policy, or another study or series, keeps
+    out): decided before any row is written, so that a refused instance leaves no empty study
+    or series behind. None when the instance is new or is to replace the stored one. (Two
+    stores of a new instance racing each other are settled by ``_put_instance``.)"""
+    existing = session.execute(
+        select(Instance.sha256, Instance.blob_key, Series.series_uid, Study.study_uid)
+        .add_columns(Study.patient_id)
+        .join(Series, Instance.series_pk == Series.pk)
+        .join(Study, Instance.study_pk == Study.pk)
+        .where(Instance.tenant == tenant, Instance.sop_uid == r.sop_uid)
+    ).first()
+    if existing is None:
+        return None
+    unused = None if existing.blob_key == r.blob_key else r.blob_key
+    if existing.sha256 == r.sha256:
+        return StoreResult(StoreOutcome.ALREADY_STORED, unused, existing.patient_id)
+    elsewhere = (existing.study_uid, existing.series_uid) != (r.study_uid, r.series_uid)
+    if elsewhere or not replace:
+        return StoreResult(StoreOutcome.CONFLICT, unused, existing.patient_id)
+    return None
+
+
 def _ensure_study(
     session: Session, dialect: str, tenant: str, r: InstanceRecord
 ) -> tuple[int, str | None]:
-    """The study row's primary key and Patient ID, the row created if it did not exist."""
+    """The study row's primary key and Patient ID, the row created if it did not exist.
+
+    On PostgreSQL the row is locked for the rest of the transaction (a delete locks it too), and
+    a study deleted while this waited for the lock is created afresh."""
     v = r.values
     name = _text(v, "PatientName")
-    session.execute(
-        _upsert(
-            dialect,
-            Study,
-            {
-                "tenant": tenant,
-                "study_uid": r.study_uid,
-                "patient_id": _text(v, "PatientID"),
-                "patient_name": name,
-                "patient_name_fuzzy": name.upper() if name else None,
-                "patient_birth_date": _text(v, "PatientBirthDate"),
-                "patient_sex": _text(v, "PatientSex"),
-                "study_date": _text(v, "StudyDate"),
-                "study_time": _text(v, "StudyTime"),
-                "accession_number": _text(v, "AccessionNumber"),
-                "study_id": _text(v, "StudyID"),
-                "study_description": _text(v, "StudyDescription"),
-                "referring_physician_name": _text(v, "ReferringPhysicianName"),
-                "modalities_in_study": "",
-                "num_series": 0,
-                "num_instances": 0,
-                "attributes_json": r.study_json,
-            },
-            ["tenant", "study_uid"],
-        )
+    upsert = _upsert(
+        dialect,
+        Study,
+        {
+            "tenant": tenant,
+            "study_uid": r.study_uid,
+            "patient_id": _text(v, "PatientID"),
+            "patient_name": name,
+            "patient_name_fuzzy": name.upper() if name else None,
+            "patient_birth_date": _text(v, "PatientBirthDate"),
+            "patient_sex": _text(v, "PatientSex"),
+            "study_date": _text(v, "StudyDate"),
+            "study_time": _text(v, "StudyTime"),
+            "accession_number": _text(v, "AccessionNumber"),
+            "study_id": _text(v, "StudyID"),
+            "study_description": _text(v, "StudyDescription"),
+            "referring_physician_name": _text(v, "ReferringPhysicianName"),
+            "modalities_in_study": "",
+            "num_series": 0,
+            "num_instances": 0,
+            "attributes_json": r.study_json,
+        },
+        ["tenant", "study_uid"],
     )
+    session.execute(upsert)
     # Lock the study row: counters and ModalitiesInStudy of one study change one at a time.
     query = select(Study.pk, Study.patient_id).where(
         Study.tenant == tenant, Study.study_uid == r.study_uid
     )
     if dialect == "postgresql":
         query = query.with_for_update()
-    pk, patient_id = session.execute(query).one()
+    found = session.execute(query).first()
+    if found is None:  # deleted by a transaction that held the lock: make it again
+        session.execute(upsert)
+        found = session.execute(query).one()
+    pk, patient_id = found
     return int(pk), patient_id
 
 

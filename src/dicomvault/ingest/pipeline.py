@@ -6,7 +6,9 @@ delivered the bytes. The steps follow DESIGN.md's data flow; each is a named fun
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -27,7 +29,12 @@ from dicomvault.errors import (
     StudyMismatch,
 )
 from dicomvault.index.engine import Database
-from dicomvault.index.repository import IndexRepository, InstanceRecord, StoreOutcome
+from dicomvault.index.repository import (
+    IndexRepository,
+    InstanceRecord,
+    StoreOutcome,
+    StoreResult,
+)
 from dicomvault.index.scope import Scope
 from dicomvault.ingest.spool import SpoolFile, zero_preamble
 from dicomvault.live.bus import EventBus
@@ -133,6 +140,7 @@ class Ingestor:
                 parsed.series_instance_uid,
                 parsed.sop_instance_uid,
                 sha256,
+                put_id=secrets.token_hex(8),  # this request's own blob, shared with no other
             )
         except InvalidBlobKey as exc:  # validation should have caught it; never store it
             raise InvalidInstance("instance UIDs cannot be stored") from exc
@@ -142,18 +150,29 @@ class Ingestor:
         except Exception as exc:
             await self._undo_put(key, pending)
             raise StorageError("the blob store refused the instance") from exc
-        try:
-            outcome = await self.repository.store_instance(
+        # Once queued, the transaction commits or fails on its own (the writer shields it), so
+        # a cancelled request (the client gone) first learns which: the blob of a row that
+        # committed after all must stay.
+        store = asyncio.ensure_future(
+            self.repository.store_instance(
                 scope,
                 _record(parsed, sha256, spool.size, key),
                 pending_pk=pending,
                 replace=policy is DuplicatePolicy.REPLACE,
             )
+        )
+        try:
+            outcome = await asyncio.shield(store)
         except BaseException:
-            await self._undo_put(key, pending)
+            if not store.done():
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait({store})
+            if store.cancelled() or store.exception() is not None:
+                await self._undo_put(key, pending)
+            else:  # committed: what it left unreferenced goes all the same
+                await self._drop_unreferenced(store.result())
             raise
-        if outcome.unreferenced_blob_key is not None:
-            await self.store.delete(outcome.unreferenced_blob_key)
+        await self._drop_unreferenced(outcome)
         if outcome.outcome is StoreOutcome.CONFLICT:
             raise DuplicateInstance("a different instance is stored under this SOPInstanceUID")
         status = {
@@ -178,10 +197,19 @@ class Ingestor:
         )
         return dataclasses.replace(result, study_patient_id=outcome.study_patient_id)
 
+    async def _drop_unreferenced(self, outcome: StoreResult) -> None:
+        """The blob the committed transaction left without a row: this request's copy of an
+        instance stored already or refused, or the one a replacement superseded."""
+        if outcome.unreferenced_blob_key is not None:
+            with anyio.CancelScope(shield=True):
+                await self.store.delete(outcome.unreferenced_blob_key)
+
     async def _undo_put(self, key: str, pending: int) -> None:
+        """Remove this request's blob, unless a row references it after all (then it stays)."""
         with anyio.CancelScope(shield=True):
             try:
-                await self.store.delete(key)
+                if not await self.repository.blob_is_referenced(key):
+                    await self.store.delete(key)
             finally:
                 await self.repository.clear_pending_write(pending)
 

@@ -16,6 +16,7 @@ from dicomvault.errors import NotFound
 # Matched with fullmatch: "$" alone would also accept a value ending in a newline.
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _HEX = re.compile(r"[0-9a-f]{16,64}")
+_PUT_ID = re.compile(r"[0-9a-f]{8,32}")
 
 
 class BlobNotFound(NotFound):
@@ -40,11 +41,23 @@ class InvalidBlobKey(ValueError):
     """A key part would let a value escape the blob root or is not what it claims to be."""
 
 
-def blob_key(tenant: str, study_uid: str, series_uid: str, sop_uid: str, sha256: str) -> str:
-    """Build ``{tenant}/{study}/{series}/{sop}/{sha256[:16]}.dcm`` (DESIGN.md data flow, step 3).
+def blob_key(
+    tenant: str,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str,
+    sha256: str,
+    put_id: str | None = None,
+) -> str:
+    """Build ``{tenant}/{study}/{series}/{sop}/{sha256[:16]}[-{put_id}].dcm`` (DESIGN.md data
+    flow, step 3).
 
-    Every part is checked against a strict pattern so that no value (``..``, ``/``, NUL) can
-    address anything outside the blob root, whatever validated it before.
+    Ingest gives every put its own ``put_id``, so that no two requests ever share a blob: a
+    delete (of a replaced or deleted instance, of a duplicate's copy, by the sweep) can then
+    only remove the blob of the row it acted on, never one that a concurrent store of the same
+    bytes has just committed a row for. Every part is checked against a strict pattern so that
+    no value (``..``, ``/``, NUL) can address anything outside the blob root, whatever validated
+    it before.
     """
     if not is_valid_tenant_name(tenant):
         raise InvalidBlobKey("tenant")
@@ -53,7 +66,10 @@ def blob_key(tenant: str, study_uid: str, series_uid: str, sop_uid: str, sha256:
             raise InvalidBlobKey("uid")
     if not _HEX.fullmatch(sha256):
         raise InvalidBlobKey("sha256")
-    return f"{tenant}/{study_uid}/{series_uid}/{sop_uid}/{sha256[:16]}.dcm"
+    if put_id is not None and not _PUT_ID.fullmatch(put_id):
+        raise InvalidBlobKey("put_id")
+    name = sha256[:16] if put_id is None else f"{sha256[:16]}-{put_id}"
+    return f"{tenant}/{study_uid}/{series_uid}/{sop_uid}/{name}.dcm"
 
 
 def check_key(key: str) -> str:

@@ -227,6 +227,8 @@ def _move_file_sync(dest: Path, source: Path) -> None:
                 raise
             _put_file_sync(dest, source)
             return
+    else:
+        raise OSError(f"could not create the directory of {dest.name}: pruned again each time")
     _fsync_dir(dest.parent)
 
 

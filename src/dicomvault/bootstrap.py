@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -142,11 +143,35 @@ def open_blob_store(url: str) -> BlobStore:
     raise ValueError(f"unsupported storage URL scheme: {parsed.scheme!r}")
 
 
+# Spool files older than this belong to no live request: a request spools, ingests and removes
+# its file within one request's time.
+SPOOL_LEFTOVER_AGE_SECONDS = 3600
+
+
 def prepare(settings: Settings) -> None:
     """Create the data directory and bring the schema up to date (before any worker starts)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    remove_spool_leftovers(settings.spool_dir)
     upgrade_to_head(settings.effective_database_url)
+
+
+def remove_spool_leftovers(spool_dir: Path, older_than: float = SPOOL_LEFTOVER_AGE_SECONDS) -> int:
+    """Remove what a killed process left in the spool (received bodies, local copies of blobs).
+
+    Only files older than ``older_than`` seconds: another process sharing this data directory may
+    be spooling right now. Returns how many were removed.
+    """
+    cutoff = time.time() - older_than
+    removed = 0
+    for path in spool_dir.iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # removed meanwhile by its own request
+            continue
+    return removed
 
 
 def build_services(settings: Settings) -> Services:

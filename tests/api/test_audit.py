@@ -167,14 +167,21 @@ def test_a_query_is_one_query_record_with_the_patient_searched(api: Api, people:
     _assert_principal(record, people.technician, "technician")
 
 
-def test_a_retrieve_names_the_patient_and_tenant_holding_the_data(api: Api, people: People) -> None:
-    sent = send(api, "GET", f"/dicom-web/studies/{people.study}", people.technician.headers)
+def assert_retrieve_of_the_study(api: Api, sent: Sent, people: People) -> dict[str, Any]:
+    """A successful retrieve of the people's study: one Transfer record naming its patient and
+    the tenant holding it. Returns the record for further checks."""
     assert sent.response.status_code == 200
     record = the_record(api, sent)
     assert codes(record) == ("110104", None, "R", 0)
     assert record["patient_id"] == people.patient
     assert record["tenant"] == people.tenant
     assert record["study_uids"] == [people.study]
+    return record
+
+
+def test_a_retrieve_names_the_patient_and_tenant_holding_the_data(api: Api, people: People) -> None:
+    sent = send(api, "GET", f"/dicom-web/studies/{people.study}", people.technician.headers)
+    assert_retrieve_of_the_study(api, sent, people)
 
 
 def test_a_metadata_read_is_a_retrieve_with_its_series(api: Api, people: People) -> None:
@@ -429,12 +436,7 @@ def test_a_frames_retrieve_names_the_patient(api: Api, people: People) -> None:
     )
     accept = {"Accept": 'multipart/related; type="application/octet-stream"'}
     sent = send(api, "GET", path, {**people.technician.headers, **accept})
-    assert sent.response.status_code == 200
-    record = the_record(api, sent)
-    assert codes(record) == ("110104", None, "R", 0)
-    assert record["patient_id"] == people.patient
-    assert record["tenant"] == people.tenant
-    assert record["study_uids"] == [people.study]
+    record = assert_retrieve_of_the_study(api, sent, people)
     assert record["series_uids"] == [people.series]
 
 

@@ -730,6 +730,17 @@ def test_single_instance_over_instance_limit(small_server: LiveServer) -> None:
     assert_nothing_left(small_server, before)
 
 
+def assert_stored_exactly_what_it_says(
+    server: LiveServer, before: Snapshot, raw: RawResponse
+) -> None:
+    """A refused-for-size STOW: 413, or 202 naming the parts it stored; nothing else is left."""
+    response = raw.as_httpx()
+    assert response.status_code in (202, 413), response.text
+    in_index = snapshot(server).qido_sops - before.qido_sops
+    assert set(stored_by(response)) == in_index
+    assert_nothing_left(server, before, stored=sorted(in_index))
+
+
 @pytest.mark.parametrize("limit", ["instance-limit", "request-limit"])
 def test_over_limit_after_stored_parts_reports_what_was_stored(
     small_server: LiveServer, limit: str
@@ -749,11 +760,7 @@ def test_over_limit_after_stored_parts_reports_what_was_stored(
         chunked=limit == "request-limit",
         pause=0,
     )
-    response = raw.as_httpx()
-    assert response.status_code in (202, 413), response.text
-    in_index = snapshot(small_server).qido_sops - before.qido_sops
-    assert set(stored_by(response)) == in_index
-    assert_nothing_left(small_server, before, stored=sorted(in_index))
+    assert_stored_exactly_what_it_says(small_server, before, raw)
 
 
 def test_parts_completed_with_an_oversized_one_leave_no_spool_files(
@@ -776,11 +783,7 @@ def test_parts_completed_with_an_oversized_one_leave_no_spool_files(
         chunked=False,
         pause=0,
     )
-    response = raw.as_httpx()
-    assert response.status_code in (202, 413), response.text
-    in_index = snapshot(small_server).qido_sops - before.qido_sops
-    assert set(stored_by(response)) == in_index
-    assert_nothing_left(small_server, before, stored=sorted(in_index))
+    assert_stored_exactly_what_it_says(small_server, before, raw)
 
 
 # ------------------------------------------------------------------------------ stored, escaped
